@@ -1,0 +1,34 @@
+# Two entry points that work on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo_output
+
+.PHONY: demo test test-fast venv clean bench
+
+venv: $(STAMP)
+
+# torch first, from the CPU wheel, pinned by constraints.txt so nothing pulls a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/segger segment src/segger/sample_data/xenium_lung --output $(DEMO_OUT) --device cpu
+	$(VENV)/bin/segger qc $(DEMO_OUT) --reference-column cell_id
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/quality.py --json benchmarks/quality.json
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)
