@@ -1,0 +1,621 @@
+"""Platform readers → :class:`SpatialSample` (tidy transcripts + nuclei + filter report).
+
+Supported inputs (``platform`` argument of :func:`read_sample`, or found by :func:`detect_platform`):
+
+``xenium``
+    10x Xenium output folder (or its transcripts file): ``transcripts.parquet`` /
+    ``transcripts.csv.gz`` / ``transcripts.csv`` with ``x_location``, ``y_location``,
+    ``z_location`` (µm), ``feature_name`` (str, bytes or categorical), ``qv``, ``cell_id``
+    (``"UNASSIGNED"`` strings, ``-1`` integers or bytes), ``overlaps_nucleus``; polygons from
+    ``nucleus_boundaries.parquet`` / ``cell_boundaries.parquet`` (or ``.csv.gz``) vertex tables.
+``merscope``
+    Vizgen folder: ``detected_transcripts.csv`` (``global_x``, ``global_y`` µm, ``global_z``,
+    ``gene``, ``cell_id`` with ``-1`` unassigned, ``transcript_id``, ...) and
+    ``cell_boundaries.parquet`` / ``*cell_boundaries*.parquet`` (``EntityID``, WKB ``Geometry``,
+    one row per ``ZIndex``: the middle plane is kept). MERSCOPE reports no qv (``qv`` is NaN and
+    the qv filter is skipped) and no nuclear flag (``nuclear`` is False everywhere). Its
+    ``transcript_id`` column names the *gene's* transcript (e.g. ``ENST...``), not the molecule,
+    so molecules are numbered by row and that column is kept as ``input_transcript_id``. Because
+    there is no nuclear flag, nuclei cannot be approximated; with ``nuclei="auto"`` the vendor
+    boundaries are used as given (a ``*nucleus_boundaries*.parquet`` if present, else the *cell*
+    boundaries, with a warning saying so).
+``cosmx``
+    NanoString CosMx folder: ``*_tx_file.csv`` (``x_global_px``, ``y_global_px``, ``z``,
+    ``target``, ``cell_ID`` with ``0`` unassigned, ``CellComp``, ``fov``). Pixels become µm with
+    ``pixel_size`` (default :data:`COSMX_PIXEL_SIZE` = 0.12028 µm/px, the CosMx SMI camera
+    value); ``nuclear`` is ``CellComp == "Nuclear"``; cell ids become ``f"{fov}_{cell_ID}"``.
+``table``
+    any ``.parquet`` / ``.csv`` / ``.csv.gz`` / ``.tsv`` file with x, y, [z], gene and optional
+    qv, cell_id, nuclear columns (common aliases accepted, see ``*_ALIASES``); polygons from
+    ``read_sample(..., polygons=path)``.
+
+``z`` is kept in the vendor's unit: µm for Xenium and tables, the z-*plane index* for MERSCOPE
+(``global_z``) and CosMx (``z``), whose plane spacing the files do not state.
+
+Readers never write to, rename or modify the input files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from segger import schema
+from segger.errors import SeggerInputError
+from segger.io import _tables as T
+from segger.io.filtering import DEFAULT_CONTROL_PATTERNS, FilterReport, filter_transcripts
+from segger.io.nuclei import (
+    DEFAULT_CROP_MARGIN,
+    approximate_nuclei,
+    bbox_of,
+    empty_nuclei,
+    nuclei_from_labels,
+    nuclei_from_vertices,
+    nuclei_warnings,
+    read_polygons,
+)
+
+PLATFORMS = ("xenium", "merscope", "cosmx", "table")
+NUCLEI_MODES = ("auto", "polygons", "approximate", "labels", "none")
+BOUNDARY_KINDS = ("nucleus", "cell")
+
+#: µm per pixel of CosMx SMI global pixel coordinates (NanoString's documented value).
+COSMX_PIXEL_SIZE = 0.12028
+#: µm per pixel of Xenium morphology images (default for Xenium label images).
+XENIUM_PIXEL_SIZE = 0.2125
+
+XENIUM_TX_FILES = ("transcripts.parquet", "transcripts.csv.gz", "transcripts.csv")
+MERSCOPE_TX_FILES = ("detected_transcripts.csv", "detected_transcripts.csv.gz", "detected_transcripts.parquet")
+COSMX_TX_PATTERNS = ("*_tx_file.csv", "*_tx_file.csv.gz")
+
+# Accepted column names, the canonical / vendor name first.
+X_ALIASES = ("x", "x_location", "global_x", "x_um", "x_global_um")
+Y_ALIASES = ("y", "y_location", "global_y", "y_um", "y_global_um")
+Z_ALIASES = ("z", "z_location", "global_z", "z_um")
+GENE_ALIASES = ("gene", "feature_name", "target", "gene_name", "gene_symbol", "feature")
+QV_ALIASES = ("qv", "quality")
+CELL_ALIASES = ("cell_id", "cell_ID", "cellID", "cell")
+NUCLEAR_ALIASES = ("nuclear", "overlaps_nucleus", "in_nucleus", "is_nuclear")
+TX_ID_ALIASES = ("transcript_id", "molecule_id", "tx_id")
+COMPARTMENT_ALIASES = ("compartment", "CellComp")
+FOV_ALIASES = ("fov",)
+
+# Above this extent (µm) coordinates are almost certainly pixels: no slide is 2.5 cm wide.
+MAX_PLAUSIBLE_EXTENT_UM = 25_000.0
+# Median nearest-neighbour spacing of molecules in real µm data is ~0.2-1.5 µm.
+MAX_PLAUSIBLE_NN_UM = 3.0
+
+
+def _first(*names: str) -> tuple[str, ...]:
+    """Aliases with the vendor names first and the generic ones after (no repeats)."""
+    out: list[str] = []
+    for group in names:
+        for n in ((group,) if isinstance(group, str) else group):
+            if n not in out:
+                out.append(n)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- result type
+
+
+@dataclass
+class SpatialSample:
+    """One input read into the tidy schema (see :mod:`segger.schema`).
+
+    ``nuclei_source`` is ``"polygon"``, ``"labels"``, ``"approximated"`` or ``"none"``;
+    ``nuclei_path`` the polygons / label file used, if any. ``warnings`` are human-readable
+    notes (suspicious units, dropped polygons, substitutions) for the CLI and GUI to show.
+    """
+
+    transcripts: pd.DataFrame
+    nuclei: pd.DataFrame
+    platform: str
+    source: str
+    filter_report: FilterReport
+    nuclei_source: str = "none"
+    warnings: list[str] = field(default_factory=list)
+    nuclei_path: str | None = None
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.platform} sample from {self.source}",
+            self.filter_report.summary(),
+            f"{len(self.nuclei):,} nuclei ({self.nuclei_source})",
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"SpatialSample(platform={self.platform!r}, source={self.source!r}, "
+            f"transcripts={len(self.transcripts):,}, nuclei={len(self.nuclei):,} "
+            f"({self.nuclei_source}), warnings={len(self.warnings)})"
+        )
+
+
+# --------------------------------------------------------------------------- platform detection
+
+
+def _glob_first(folder: Path, patterns: Sequence[str]) -> Path | None:
+    for pattern in patterns:
+        hits = sorted(p for p in folder.glob(pattern) if p.is_file())
+        if hits:
+            return hits[0]
+    return None
+
+
+def _transcripts_in_folder(folder: Path) -> tuple[str, Path] | None:
+    for name in XENIUM_TX_FILES:
+        if (folder / name).is_file():
+            return "xenium", folder / name
+    for name in MERSCOPE_TX_FILES:
+        if (folder / name).is_file():
+            return "merscope", folder / name
+    hit = _glob_first(folder, COSMX_TX_PATTERNS)
+    if hit is not None:
+        return "cosmx", hit
+    return None
+
+
+def _looked_for() -> str:
+    return (
+        f"{', '.join(XENIUM_TX_FILES)} (Xenium), {', '.join(MERSCOPE_TX_FILES)} (MERSCOPE), "
+        f"{', '.join(COSMX_TX_PATTERNS)} (CosMx)"
+    )
+
+
+def _platform_of_file(path: Path) -> str:
+    name = path.name.lower()
+    if T.table_suffix(path) is None:
+        raise SeggerInputError(
+            f"{path}: not a recognised transcripts file; pass a Xenium/MERSCOPE/CosMx output folder "
+            f"or a table ending in {', '.join(T.TABLE_SUFFIXES)}"
+        )
+    if "_tx_file.csv" in name:
+        return "cosmx"
+    if name.startswith("detected_transcripts."):
+        return "merscope"
+    cols = set(T.read_columns(path))
+    if {"x_global_px", "y_global_px"} <= cols:
+        return "cosmx"
+    if {"global_x", "global_y", "gene"} <= cols:
+        return "merscope"
+    if {"x_location", "y_location", "feature_name"} <= cols:
+        return "xenium"
+    return "table"
+
+
+def detect_platform(path: str | Path) -> str:
+    """``"xenium"``, ``"merscope"``, ``"cosmx"`` or ``"table"`` from file names, then columns.
+
+    A folder must hold a vendor transcripts file; a single table file is ``"table"`` unless its
+    name or columns are a vendor's. Raises :class:`SeggerInputError` naming the folder and the
+    files looked for when nothing matches.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SeggerInputError(f"{path}: no such file or folder; check the path")
+    if path.is_dir():
+        found = _transcripts_in_folder(path)
+        if found is None:
+            raise SeggerInputError(
+                f"{path}: no transcripts file found in this folder (looked for {_looked_for()}); "
+                "pass the vendor output folder or a transcripts table file"
+            )
+        return found[0]
+    return _platform_of_file(path)
+
+
+def _resolve(path: Path, platform: str) -> tuple[str, Path, Path]:
+    """(platform, transcripts file, folder holding the other outputs)."""
+    if not path.exists():
+        raise SeggerInputError(f"{path}: no such file or folder; check the path")
+    if platform == "auto":
+        platform = detect_platform(path)
+    if path.is_file():
+        return platform, path, path.parent
+    found = _transcripts_in_folder(path)
+    wanted = {
+        "xenium": lambda f: next((f / n for n in XENIUM_TX_FILES if (f / n).is_file()), None),
+        "merscope": lambda f: next((f / n for n in MERSCOPE_TX_FILES if (f / n).is_file()), None),
+        "cosmx": lambda f: _glob_first(f, COSMX_TX_PATTERNS),
+        "table": lambda f: None,
+    }[platform](path)
+    if wanted is None:
+        if platform == "table":
+            raise SeggerInputError(
+                f"{path}: platform 'table' needs a table file, not a folder; pass the file path"
+            )
+        names = {"xenium": XENIUM_TX_FILES, "merscope": MERSCOPE_TX_FILES, "cosmx": COSMX_TX_PATTERNS}[platform]
+        hint = f" (the folder looks like {found[0]}: use platform='auto')" if found else ""
+        raise SeggerInputError(
+            f"{path}: no {platform} transcripts file in this folder (looked for {', '.join(names)}){hint}"
+        )
+    return platform, wanted, path
+
+
+# --------------------------------------------------------------------------- transcripts
+
+
+def _standardise(
+    raw: pd.DataFrame,
+    file: Path,
+    *,
+    x_aliases: Sequence[str],
+    y_aliases: Sequence[str],
+    z_aliases: Sequence[str],
+    gene_aliases: Sequence[str],
+    qv_aliases: Sequence[str] = QV_ALIASES,
+    cell_aliases: Sequence[str] = CELL_ALIASES,
+    nuclear_aliases: Sequence[str] = NUCLEAR_ALIASES,
+    tx_id_aliases: Sequence[str] = TX_ID_ALIASES,
+    compartment_aliases: Sequence[str] = (),
+    scale: float = 1.0,
+    unassigned_ints: Sequence[int] = (-1,),
+    unassigned_strings: Sequence[str] = T.UNASSIGNED_STRINGS,
+    fov_cells: bool = False,
+    text_tx_id_is_gene: bool = False,
+) -> pd.DataFrame:
+    n = len(raw)
+    xc = T.require_column(raw, file, "x", x_aliases)
+    yc = T.require_column(raw, file, "y", y_aliases)
+    gc = T.require_column(raw, file, "gene", gene_aliases)
+    zc = T.find_column(raw.columns, z_aliases)
+    qc = T.find_column(raw.columns, qv_aliases)
+    cc = T.find_column(raw.columns, cell_aliases)
+    nc = T.find_column(raw.columns, nuclear_aliases)
+    tc = T.find_column(raw.columns, tx_id_aliases)
+    kc = T.find_column(raw.columns, compartment_aliases) if compartment_aliases else None
+    fc = T.find_column(raw.columns, FOV_ALIASES) if fov_cells else None
+
+    x = T.to_float(raw[xc], file, xc) * scale
+    y = T.to_float(raw[yc], file, yc) * scale
+    z = T.to_float(raw[zc], file, zc) if zc else None
+    qv = T.to_float(raw[qc], file, qc) if qc else None
+    gene = T.normalise_text(raw[gc], file, gc, "gene")
+
+    if tc is not None and text_tx_id_is_gene and not pd.api.types.is_numeric_dtype(raw[tc].dtype):
+        tc = None  # MERSCOPE: a gene transcript name, kept as an extra column
+    tx_id = T.transcript_ids(raw[tc] if tc else None, n, file, tc)
+
+    if cc is not None:
+        cell = T.normalise_cell_ids(raw[cc], unassigned_ints, unassigned_strings)
+        if fc is not None:
+            cell = _fov_cell_ids(raw[fc], cell)
+    else:
+        cell = np.full(n, None, dtype=object)
+
+    compartment = None
+    if kc is not None:
+        compartment = T.normalise_cell_ids(raw[kc], unassigned_ints=(0,), unassigned_strings=("", "0", "nan", "None"))
+    if nc is not None:
+        nuclear = T.normalise_flag(raw[nc], n)
+    elif compartment is not None:
+        nuclear = pd.Series(compartment, dtype=object).str.lower().eq("nuclear").to_numpy(dtype=bool)
+    else:
+        nuclear = np.zeros(n, dtype=bool)
+
+    return T.tidy_transcripts(
+        raw,
+        [xc, yc, zc, gc, qc, cc, nc, tc, kc],
+        transcript_id=tx_id, x=x, y=y, z=z, gene=gene, qv=qv, nuclear=nuclear, cell_id=cell,
+        compartment=compartment,
+    )
+
+
+def _fov_cell_ids(fov: pd.Series, cell: np.ndarray) -> np.ndarray:
+    """``f"{fov}_{cell}"`` per row (``None`` stays ``None``), built on the unique pairs only."""
+    fov_text = T.normalise_cell_ids(fov, unassigned_ints=(), unassigned_strings=())
+    f_codes, f_uniques = pd.factorize(pd.Series(fov_text, dtype=object), use_na_sentinel=False)
+    c_codes, c_uniques = pd.factorize(pd.Series(cell, dtype=object), use_na_sentinel=False)
+    key = f_codes.astype(np.int64) * (len(c_uniques) + 1) + c_codes
+    k_codes, k_uniques = pd.factorize(key)
+    f_of = np.asarray(f_uniques, dtype=object)[k_uniques // (len(c_uniques) + 1)]
+    c_of = np.asarray(c_uniques, dtype=object)[k_uniques % (len(c_uniques) + 1)]
+    texts = np.asarray(
+        [None if c is None or pd.isna(c) else f"{f}_{c}" for f, c in zip(f_of, c_of)], dtype=object
+    )  # over unique (fov, cell) pairs
+    return texts[k_codes]
+
+
+def _read_platform_transcripts(platform: str, file: Path, pixel_size: float | None) -> pd.DataFrame:
+    if platform == "xenium":
+        raw = T.read_table(file, "Xenium transcripts")
+        return _standardise(
+            raw, file,
+            x_aliases=_first("x_location", X_ALIASES), y_aliases=_first("y_location", Y_ALIASES),
+            z_aliases=_first("z_location", Z_ALIASES), gene_aliases=_first("feature_name", GENE_ALIASES),
+            nuclear_aliases=_first("overlaps_nucleus", NUCLEAR_ALIASES),
+        )
+    if platform == "merscope":
+        raw = T.read_table(file, "MERSCOPE transcripts")
+        return _standardise(
+            raw, file,
+            x_aliases=_first("global_x", X_ALIASES), y_aliases=_first("global_y", Y_ALIASES),
+            z_aliases=_first("global_z", Z_ALIASES), gene_aliases=GENE_ALIASES,
+            qv_aliases=(), nuclear_aliases=(), text_tx_id_is_gene=True,
+        )
+    if platform == "cosmx":
+        raw = T.read_table(file, "CosMx transcripts")
+        ps = COSMX_PIXEL_SIZE if pixel_size is None else _check_pixel_size(pixel_size)
+        return _standardise(
+            raw, file,
+            x_aliases=("x_global_px",), y_aliases=("y_global_px",), z_aliases=("z",),
+            gene_aliases=_first("target", GENE_ALIASES), qv_aliases=(), nuclear_aliases=(),
+            cell_aliases=("cell_ID", "cell_id", "cellID"), compartment_aliases=("CellComp", "compartment"),
+            scale=ps, unassigned_ints=(0, -1), unassigned_strings=T.UNASSIGNED_STRINGS + ("0",),
+            fov_cells=True,
+        )
+    if platform == "table":
+        raw = T.read_table(file, "transcripts table")
+        return _standardise(
+            raw, file, x_aliases=X_ALIASES, y_aliases=Y_ALIASES, z_aliases=Z_ALIASES,
+            gene_aliases=GENE_ALIASES, compartment_aliases=COMPARTMENT_ALIASES,
+        )
+    raise SeggerInputError(f"unknown platform {platform!r}; use one of auto, {', '.join(PLATFORMS)}")
+
+
+def _check_pixel_size(pixel_size) -> float:
+    try:
+        ps = float(pixel_size)
+    except (TypeError, ValueError):
+        ps = float("nan")
+    if not np.isfinite(ps) or ps <= 0:
+        raise SeggerInputError(f"pixel_size must be a positive number of µm per pixel, got {pixel_size!r}")
+    return ps
+
+
+def read_transcripts(path: str | Path, platform: str = "auto", *, pixel_size: float | None = None) -> pd.DataFrame:
+    """The unfiltered tidy transcripts table of ``path`` (a vendor folder or a table file)."""
+    platform = _check_choice("platform", platform, ("auto",) + PLATFORMS)
+    platform, file, _ = _resolve(Path(path), platform)
+    return _read_platform_transcripts(platform, file, pixel_size)
+
+
+# --------------------------------------------------------------------------- units sanity check
+
+
+def check_units(transcripts: pd.DataFrame, platform: str = "table") -> list[str]:
+    """Warnings when coordinates look like pixels (or mm) rather than µm; never raises.
+
+    Flags an x/y extent above 25,000 (no slide is 2.5 cm wide), below 5 with many molecules
+    (mm?), or a median nearest-neighbour spacing above 3 (real data: ~0.2-1.5 µm).
+    """
+    out: list[str] = []
+    x = transcripts[schema.X].to_numpy(np.float64)
+    y = transcripts[schema.Y].to_numpy(np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = len(x)
+    if n < 2:
+        return out
+    hint = (
+        "CosMx pixels are converted with pixel_size (µm/px)" if platform == "cosmx"
+        else "convert them to µm (multiply by the µm-per-pixel size) before reading"
+    )
+    extent = float(max(np.ptp(x), np.ptp(y)))
+    if extent > MAX_PLAUSIBLE_EXTENT_UM:
+        out.append(
+            f"coordinates span {extent:,.0f} units, more than any slide in µm: are they pixels? {hint}"
+        )
+    elif extent < 5 and n >= 1000:
+        out.append(f"{n:,} molecules within {extent:.3g} units: are the coordinates in mm? they must be µm")
+    if n >= 100:
+        from scipy.spatial import cKDTree
+
+        m = min(n, 50_000)
+        idx = np.random.default_rng(0).choice(n, m, replace=False) if m < n else np.arange(n)
+        pts = np.column_stack([x[idx], y[idx]])
+        d, _ = cKDTree(pts).query(pts, k=2)
+        med = float(np.median(d[:, 1])) * np.sqrt(m / n)  # thinning by m/n stretches spacing by √(n/m)
+        if med > MAX_PLAUSIBLE_NN_UM:
+            out.append(
+                f"median spacing between neighbouring molecules is {med:.2f} units (µm data: ~0.2-1.5): "
+                f"are the coordinates pixels? {hint}"
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- nuclei
+
+
+def _boundary_file(folder: Path, platform: str, kind: str) -> Path | None:
+    if platform == "xenium":
+        for suffix in (".parquet", ".csv.gz", ".csv"):
+            p = folder / f"{kind}_boundaries{suffix}"
+            if p.is_file():
+                return p
+        return None
+    if platform == "merscope":
+        exact = folder / f"{kind}_boundaries.parquet"
+        if exact.is_file():
+            return exact
+        return _glob_first(folder, (f"*{kind}_boundaries*.parquet",))
+    if platform == "cosmx" and kind == "cell":
+        return _glob_first(folder, ("*polygons.csv", "*polygons.csv.gz"))
+    return None
+
+
+def _boundary_names(platform: str, kind: str) -> str:
+    return {
+        "xenium": f"{kind}_boundaries.parquet / .csv.gz / .csv",
+        "merscope": f"{kind}_boundaries.parquet or *{kind}_boundaries*.parquet",
+        "cosmx": "*polygons.csv (cell outlines)",
+    }.get(platform, "none: pass polygons=<file>")
+
+
+def _read_boundaries(platform: str, file: Path, pixel_size: float | None, bbox, margin) -> pd.DataFrame:
+    if platform == "cosmx" and T.find_column(T.read_columns(file), ("x_global_px",)):
+        df = T.read_table(file, "CosMx polygons")
+        id_col = T.require_column(df, file, "cell id", ("cellID", "cell_ID", "cell_id"))
+        ids = T.normalise_cell_ids(df[id_col], unassigned_ints=(0, -1),
+                                   unassigned_strings=T.UNASSIGNED_STRINGS + ("0",))
+        fov_col = T.find_column(df.columns, FOV_ALIASES)
+        if fov_col is not None:
+            ids = _fov_cell_ids(df[fov_col], ids)
+        vertices = pd.DataFrame({"cell_id": ids, "vertex_x": df["x_global_px"], "vertex_y": df[
+            T.require_column(df, file, "y", ("y_global_px",))]})
+        ps = COSMX_PIXEL_SIZE if pixel_size is None else _check_pixel_size(pixel_size)
+        return nuclei_from_vertices(vertices, scale=ps, bbox=bbox, margin=margin, source_name=str(file))
+    return read_polygons(file, bbox=bbox, margin=margin)
+
+
+def _check_choice(name: str, value, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise SeggerInputError(f"{name}={value!r} is not valid; use one of {', '.join(choices)}")
+    return value.lower()
+
+
+def _labels_pixel_size(platform: str, pixel_size, notes: list[str]) -> float:
+    if pixel_size is not None:
+        return _check_pixel_size(pixel_size)
+    if platform == "xenium":
+        notes.append(f"label image: pixel_size not given, assumed the Xenium morphology image's "
+                     f"{XENIUM_PIXEL_SIZE} µm/px")
+        return XENIUM_PIXEL_SIZE
+    if platform == "cosmx":
+        return COSMX_PIXEL_SIZE
+    raise SeggerInputError(
+        "nuclei='labels' needs pixel_size (µm per pixel of the label image) for this input; "
+        "pass pixel_size= (CLI --pixel-size)"
+    )
+
+
+# --------------------------------------------------------------------------- read_sample
+
+
+def read_sample(
+    path: str | Path,
+    platform: str = "auto",
+    *,
+    min_qv: float | None = 20.0,
+    filter_controls: bool = True,
+    nuclei: str = "auto",
+    nuclei_labels=None,
+    pixel_size: float | None = None,
+    labels_offset: Sequence[float] = (0.0, 0.0),
+    boundaries: str = "nucleus",
+    polygons: str | Path | None = None,
+    min_nuclear_transcripts: int = 3,
+    crop_margin: float = DEFAULT_CROP_MARGIN,
+) -> SpatialSample:
+    """Read a Xenium / MERSCOPE / CosMx folder or a transcripts table into a :class:`SpatialSample`.
+
+    Parameters
+    ----------
+    path : vendor output folder or transcripts file.
+    platform : ``"auto"`` (see :func:`detect_platform`), ``"xenium"``, ``"merscope"``, ``"cosmx"``
+        or ``"table"``.
+    min_qv : drop transcripts with ``qv < min_qv`` (``None``/``0``: keep all; inputs without qv
+        are never qv-filtered).
+    filter_controls : drop control probes (:data:`~segger.io.filtering.DEFAULT_CONTROL_PATTERNS`).
+    nuclei : ``"auto"`` (a label image if ``nuclei_labels`` is given, else vendor / ``polygons``
+        polygons when present, else approximated), ``"polygons"``, ``"approximate"``
+        (:func:`~segger.io.nuclei.approximate_nuclei`), ``"labels"`` or ``"none"``.
+    nuclei_labels : 2-D label image (``.tif``/``.tiff``/``.npy`` path or array) for ``"labels"``.
+    pixel_size : µm per pixel of the label image, and of CosMx transcript / polygon pixels
+        (default 0.12028 for CosMx, 0.2125 for Xenium label images).
+    labels_offset : ``(x0, y0)`` µm position of the corner of label pixel (0, 0).
+    boundaries : ``"nucleus"`` or ``"cell"``: which vendor polygons to use.
+    polygons : a polygons file (vertex table or WKB/WKT geometry table) overriding the vendor's.
+    min_nuclear_transcripts : minimum nuclear transcripts per cell for approximated nuclei.
+    crop_margin : µm kept around the transcripts' bounding box when cropping polygons.
+
+    The transcripts are filtered (:func:`~segger.io.filtering.filter_transcripts`) and the nuclei
+    cropped to the kept transcripts' bounding box. Inputs are only read.
+    """
+    path = Path(path)
+    platform = _check_choice("platform", platform, ("auto",) + PLATFORMS)
+    mode = _check_choice("nuclei", nuclei, NUCLEI_MODES)
+    kind = _check_choice("boundaries", boundaries, BOUNDARY_KINDS)
+    if min_qv is not None:
+        try:
+            min_qv = float(min_qv)
+        except (TypeError, ValueError):
+            raise SeggerInputError(f"min_qv must be a number (or None), got {min_qv!r}") from None
+        if not np.isfinite(min_qv) or min_qv < 0:
+            raise SeggerInputError(f"min_qv must be a number ≥ 0, got {min_qv!r}")
+    notes: list[str] = []
+
+    platform, tx_file, folder = _resolve(path, platform)
+    raw = _read_platform_transcripts(platform, tx_file, pixel_size)
+    patterns = DEFAULT_CONTROL_PATTERNS if filter_controls else ()
+    transcripts, report = filter_transcripts(raw, min_qv, patterns, source=str(tx_file))
+    del raw
+    if report.removed_nonfinite:
+        notes.append(f"{tx_file}: {report.removed_nonfinite:,} transcripts with NaN/inf coordinates were dropped")
+    if min_qv and not report.qv_available:
+        notes.append(f"{tx_file}: no qv values in this input; the qv filter (min_qv={min_qv:g}) was skipped")
+    notes += check_units(transcripts, platform)
+
+    bbox = bbox_of(transcripts)
+    nuclei_path: str | None = None
+    if mode == "auto":
+        mode = "labels" if nuclei_labels is not None else "polygons?"
+
+    if mode == "none":
+        nuc, source = empty_nuclei(), "none"
+    elif mode == "labels":
+        if nuclei_labels is None:
+            raise SeggerInputError(
+                "nuclei='labels' needs nuclei_labels= (a 2-D label image .tif/.npy or array; CLI --nuclei-labels)"
+            )
+        ps = _labels_pixel_size(platform, pixel_size, notes)
+        nuc = nuclei_from_labels(nuclei_labels, ps, labels_offset, bbox=bbox, margin=crop_margin)
+        source = "labels"
+        if isinstance(nuclei_labels, (str, Path)):
+            nuclei_path = str(nuclei_labels)
+    elif mode in ("polygons", "polygons?"):
+        file = Path(polygons) if polygons is not None else _boundary_file(folder, platform, kind)
+        if file is None and platform == "merscope" and kind == "nucleus":
+            file = _boundary_file(folder, platform, "cell")
+            if file is not None:
+                notes.append(
+                    f"{file}: MERSCOPE gives cell (not nucleus) boundaries and no nuclear flag; "
+                    "the cell boundaries are used as the nuclei"
+                )
+        if file is None and platform == "cosmx" and kind == "nucleus" and mode == "polygons":
+            file = _boundary_file(folder, platform, "cell")
+            if file is not None:
+                notes.append(f"{file}: CosMx polygons are cell outlines; they are used as the nuclei")
+        if file is not None:
+            nuc = _read_boundaries(platform, file, pixel_size, bbox, crop_margin)
+            source, nuclei_path = "polygon", str(file)
+        elif mode == "polygons":
+            raise SeggerInputError(
+                f"{folder}: no {kind} polygons found for {platform} (looked for "
+                f"{_boundary_names(platform, kind)}); pass polygons=<file>, use nuclei='approximate', "
+                + ("or boundaries='cell'" if kind == "nucleus" else "or boundaries='nucleus'")
+            )
+        else:
+            nuc = approximate_nuclei(transcripts, min_nuclear_transcripts, bbox=bbox, margin=crop_margin)
+            source = "approximated"
+            notes.append(
+                f"{folder}: no {kind} polygons ({_boundary_names(platform, kind)}); "
+                f"{len(nuc):,} nuclei approximated from the nuclear transcripts of each cell"
+            )
+    else:  # approximate
+        nuc = approximate_nuclei(transcripts, min_nuclear_transcripts, bbox=bbox, margin=crop_margin)
+        source = "approximated"
+
+    notes += nuclei_warnings(nuc)
+    if mode != "none" and len(nuc) == 0:
+        notes.append("no nuclei were found; give polygons, a label image or nuclear-flagged transcripts")
+    nuc = nuc.reset_index(drop=True)
+    nuc.attrs = {}
+    transcripts.attrs = {}
+    return SpatialSample(
+        transcripts=transcripts,
+        nuclei=nuc,
+        platform=platform,
+        source=str(path),
+        filter_report=report,
+        nuclei_source=source,
+        warnings=notes,
+        nuclei_path=nuclei_path,
+    )
