@@ -1,0 +1,296 @@
+"""The ``segger`` command: segment, train, predict, qc.
+
+Bad input ends with exit code 2 and one line on stderr naming the file/column and the fix
+(``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from segger import __version__
+from segger.errors import SeggerError, one_line
+
+EXIT_INPUT = 2
+EXIT_INTERNAL = 1
+DEFAULT_EPOCHS = 30
+
+
+def _add_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="Xenium / MERSCOPE / CosMx output folder, or a transcripts table (.parquet/.csv)")
+    p.add_argument("--platform", default="auto", choices=["auto", "xenium", "merscope", "cosmx", "table"],
+                   help="input layout (default: detected from the files)")
+    p.add_argument("--min-qv", type=float, default=20.0, help="drop transcripts with quality below this (default 20)")
+    p.add_argument("--keep-controls", action="store_true", help="keep control probes (NegControl*, BLANK*, ...)")
+    p.add_argument("--nuclei", default="auto", choices=["auto", "polygons", "approximate", "labels"],
+                   help="nuclei from vendor polygons, approximated from nuclear transcripts, or a label image "
+                        "(default auto: polygons when present, else approximated)")
+    p.add_argument("--nuclei-labels", default=None, help="2-D nucleus label image (.tif/.npy), e.g. from Cellpose/StarDist")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="µm per pixel of --nuclei-labels (and of CosMx coordinates; default 0.12028 for CosMx)")
+    p.add_argument("--labels-offset", type=float, nargs=2, default=(0.0, 0.0), metavar=("X0", "Y0"),
+                   help="µm position of the label image's top-left corner")
+
+
+def _add_graph(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("graph")
+    g.add_argument("--k-tx", type=int, default=5, help="neighbours per transcript (default 5)")
+    g.add_argument("--dist-tx", type=float, default=5.0, help="max tx–tx edge length in µm (default 5)")
+    g.add_argument("--k-bd", type=int, default=4, help="candidate nuclei per transcript (default 4)")
+    g.add_argument("--dist-bd", type=float, default=15.0, help="max transcript–nucleus-centroid distance in µm (default 15)")
+
+
+def _add_train(p: argparse.ArgumentParser, epochs_default: int) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=None,
+                   help=f"training epochs (default {epochs_default}; with --checkpoint in segment: 0, i.e. no fine-tuning)")
+    g.add_argument("--learning-rate", type=float, default=5e-3, help="AdamW learning rate (default 5e-3)")
+    g.add_argument("--hidden-channels", type=int, default=32, help="GNN hidden width (default 32)")
+    g.add_argument("--out-channels", type=int, default=32, help="GNN output width per head (default 32)")
+    g.add_argument("--heads", type=int, default=3, help="attention heads (default 3)")
+    g.add_argument("--num-mid-layers", type=int, default=3, help="middle GATv2 layers (default 3)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--devices", default="1", help="Lightning devices, e.g. 2 for two GPUs/processes (default 1)")
+    g.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
+    g.add_argument("--num-nodes", type=int, default=1, help="Lightning nodes (default 1)")
+
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("prediction")
+    g.add_argument("--score-cut", type=float, default=0.5, help="min link score to join a cell (default 0.5)")
+    g.add_argument("--no-fragments", action="store_true", help="do not form nucleus-free fragment cells")
+    g.add_argument("--min-fragment-size", type=int, default=10, help="min transcripts in a fragment cell (default 10)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segger", description="Segger: GNN cell segmentation for imaging-based spatial transcriptomics.")
+    parser.add_argument("--version", action="version", version=f"segger {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _orig = sub.add_parser
+
+    def add_parser(name, **kw):
+        return _orig(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    p = sub.add_parser("segment", help="read → graph → train (or reuse --checkpoint) → predict → export")
+    _add_input(p)
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--checkpoint", default=None, help="reuse a trained model (no training unless --epochs > 0 is given)")
+    p.add_argument("--reference-column", default="cell_id", help="vendor cell id column for QC (default cell_id)")
+    _add_graph(p)
+    _add_train(p, epochs_default=DEFAULT_EPOCHS)
+    _add_predict(p)
+
+    p = sub.add_parser("train", help="train a model and save a checkpoint (model/best.pt, model/last.pt)")
+    _add_input(p)
+    p.add_argument("--output", "-o", required=True, help="folder for the checkpoints")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--checkpoint", default=None, help="fine-tune from this checkpoint")
+    p.add_argument("--resume", action="store_true", help="resume the checkpoint's run (epochs and optimiser state)")
+    _add_graph(p)
+    _add_train(p, epochs_default=DEFAULT_EPOCHS)
+
+    p = sub.add_parser("predict", help="segment with a trained model (no training)")
+    _add_input(p)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by segger train/segment")
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--reference-column", default="cell_id", help="vendor cell id column for QC")
+    _add_graph(p)
+    _add_predict(p)
+
+    p = sub.add_parser("qc", help="QC table of a segger output folder (writes qc.json)")
+    p.add_argument("output", help="a folder written by segger segment/predict")
+    p.add_argument("--reference-column", default="cell_id", help="reference cell id column (default cell_id)")
+    p.add_argument("--json", default=None, help="write the report here instead of OUTPUT/qc.json")
+    return parser
+
+
+class _Bar:
+    """A tqdm progress bar per stage (stderr), silent when --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, ev) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if ev.stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = ev.stage
+            self.bar = tqdm(total=ev.total, desc=ev.stage, file=sys.stderr, leave=True, dynamic_ncols=True)
+        if ev.total and self.bar.total != ev.total:
+            self.bar.total = ev.total
+        self.bar.n = ev.step
+        post = {k: f"{v:.3f}" for k, v in ev.metrics.items() if k in ("loss", "val_auroc")}
+        if post:
+            self.bar.set_postfix(post, refresh=False)
+        if ev.message and not post:
+            self.bar.set_description_str(f"{ev.stage}: {ev.message[:70]}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _graph_params(a):
+    from segger.data import GraphParams
+
+    return GraphParams(k_tx=a.k_tx, dist_tx=a.dist_tx, k_bd=a.k_bd, dist_bd=a.dist_bd)
+
+
+def _train_config(a):
+    from segger.training import TrainConfig
+
+    devices = int(a.devices) if str(a.devices).isdigit() else a.devices
+    epochs = a.epochs if a.epochs is not None else DEFAULT_EPOCHS
+    return TrainConfig(epochs=epochs, learning_rate=a.learning_rate, hidden_channels=a.hidden_channels,
+                       out_channels=a.out_channels, heads=a.heads, num_mid_layers=a.num_mid_layers, seed=a.seed,
+                       devices=devices, strategy=a.strategy, num_nodes=a.num_nodes)
+
+
+def _predict_config(a):
+    from segger.prediction import PredictConfig
+
+    return PredictConfig(score_cut=a.score_cut, fragments=not a.no_fragments, min_fragment_size=a.min_fragment_size)
+
+
+def _read_kwargs(a) -> dict:
+    nuclei = "labels" if a.nuclei_labels and a.nuclei == "auto" else a.nuclei
+    return dict(platform=a.platform, min_qv=a.min_qv, filter_controls=not a.keep_controls, nuclei=nuclei,
+                nuclei_labels=a.nuclei_labels, pixel_size=a.pixel_size, labels_offset=tuple(a.labels_offset))
+
+
+def cmd_segment(a, bar) -> int:
+    from segger.pipeline import segment
+    from segger.validation import format_qc_table
+
+    train = _train_config(a)
+    if a.checkpoint and a.epochs is None:
+        train.epochs = 0
+    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=train, predict=_predict_config(a),
+                  checkpoint=a.checkpoint, device=a.device, reference_column=a.reference_column, **_read_kwargs(a))
+    bar.close()
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(format_qc_table(res.qc))
+    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()))
+    print(f"wrote {res.output}")
+    return 0
+
+
+def cmd_predict(a, bar) -> int:
+    a.epochs = 0
+    a.learning_rate, a.hidden_channels, a.out_channels, a.heads, a.num_mid_layers = 5e-3, 32, 32, 3, 3
+    a.seed, a.devices, a.strategy, a.num_nodes = 0, "1", "auto", 1
+    from segger.pipeline import segment
+    from segger.validation import format_qc_table
+
+    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a),
+                  predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device,
+                  reference_column=a.reference_column, **_read_kwargs(a))
+    bar.close()
+    print(format_qc_table(res.qc))
+    print(f"wrote {res.output}")
+    return 0
+
+
+def cmd_train(a, bar) -> int:
+    from segger.data import build_graph
+    from segger.io import read_sample
+    from segger.progress import run
+    from segger.training import TrainingRun, load_checkpoint
+
+    sample = read_sample(a.input, **_read_kwargs(a))
+    vocab = load_checkpoint(a.checkpoint)[2] if a.checkpoint else None
+    bundle = build_graph(sample.transcripts, sample.nuclei, _graph_params(a), vocab=vocab)
+    cfg = _train_config(a)
+    cfg.device = a.device
+    out = Path(a.output)
+    tr = TrainingRun(bundle, cfg, checkpoint=a.checkpoint, checkpoint_dir=out / "model", resume=a.resume)
+    run(tr.iter_train(), bar)
+    bar.close()
+    last = tr.history[-1] if tr.history else {}
+    print(f"trained {len(tr.history)} epochs; last val AUROC {last.get('val_auroc', float('nan')):.3f}; "
+          f"checkpoints in {out / 'model'} (best.pt, last.pt)")
+    return 0
+
+
+def cmd_qc(a, bar) -> int:
+    import pandas as pd
+
+    from segger.errors import SeggerInputError
+    from segger.validation import format_qc_table, qc_report, write_qc_json
+
+    out = Path(a.output)
+    f = out / "segger_transcripts.parquet"
+    if not f.is_file():
+        raise SeggerInputError(f"{f} not found: give a folder written by 'segger segment' or 'segger predict'")
+    df = pd.read_parquet(f)
+    ref = a.reference_column if a.reference_column in df.columns else None
+    report = qc_report(df, reference_column=ref)
+    write_qc_json(report, Path(a.json) if a.json else out / "qc.json")
+    print(format_qc_table(report))
+    return 0
+
+
+COMMANDS = {"segment": cmd_segment, "train": cmd_train, "predict": cmd_predict, "qc": cmd_qc}
+
+
+def _quiet_libraries() -> None:
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric",
+                 "pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
+                 "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not a.debug:
+        _quiet_libraries()
+    bar = _Bar(a.quiet)
+    try:
+        return COMMANDS[a.command](a, bar)
+    except SeggerError as exc:
+        bar.close()
+        if a.debug:
+            raise
+        print(f"segger: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        bar.close()
+        print("segger: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        bar.close()
+        if a.debug:
+            raise
+        print(f"segger: internal error: {one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

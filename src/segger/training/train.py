@@ -1,0 +1,442 @@
+"""Training: a ``pytorch_lightning`` module and a progress generator around ``Trainer.fit``.
+
+Loss: binary cross-entropy with logits on ``<z_tx, z_bd>`` for the labelled (tx, bd) pairs only
+(supervised nucleus links and their sampled negatives, see :mod:`segger.data.sampling`); no
+dense transcripts × nuclei matrix is ever formed. Optimiser: AdamW with the configured learning
+rate and weight decay; gradients clipped by norm. Validation: AUROC and F1 on held-out spatial
+blocks (supervised links hidden from message passing, fixed negatives).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torch_geometric.data import HeteroData
+from torchmetrics.classification import BinaryAUROC, BinaryF1Score
+
+from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, make_tiles, subgraph, tile_size_for
+from segger.data.sampling import draw_negatives, sample_labels, spatial_holdout
+from segger.errors import SeggerError, SeggerInputError
+from segger.models import ModelConfig, build_hetero_model
+from segger.progress import Progress
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Model size fields are passed to :class:`segger.models.ModelConfig`."""
+
+    epochs: int = 20
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    init_emb: int = 16
+    hidden_channels: int = 32
+    num_mid_layers: int = 3
+    out_channels: int = 32
+    heads: int = 3
+    residual: bool = False
+    supervision_ratio: float = 0.5  # share of nucleus links hidden and supervised per step
+    neg_ratio: float = 3.0  # negatives per supervised link
+    hard_fraction: float = 0.5  # share of negatives that are neighbouring nuclei
+    val_fraction: float = 0.2  # share of spatial blocks held out for validation
+    val_block: float = 50.0  # µm side of a validation block
+    tile_tx: int = 8000  # transcripts per training tile (mini-batch)
+    tile_margin: float = 20.0  # µm of context around each tile
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    devices: int | str = 1  # Lightning devices (multi-GPU / multi-process)
+    strategy: str = "auto"  # Lightning strategy, e.g. ddp
+    num_nodes: int = 1
+    precision: str | None = None  # None → 32 on CPU, bf16-mixed on CUDA
+    seed: int = 0
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            ("epochs", self.epochs >= 0), ("learning_rate", 0 < self.learning_rate < 1),
+            ("supervision_ratio", 0 < self.supervision_ratio <= 1), ("neg_ratio", self.neg_ratio >= 0),
+            ("hard_fraction", 0 <= self.hard_fraction <= 1), ("val_fraction", 0 <= self.val_fraction < 1),
+            ("tile_tx", self.tile_tx >= 100), ("tile_margin", self.tile_margin >= 0),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise SeggerInputError(f"training setting {name}={getattr(self, name)!r} is out of range")
+        self.model_config()
+        return self
+
+    def model_config(self, num_tx_tokens: int = 2) -> ModelConfig:
+        return ModelConfig(num_tx_tokens=num_tx_tokens, init_emb=self.init_emb, hidden_channels=self.hidden_channels,
+                           num_mid_layers=self.num_mid_layers, out_channels=self.out_channels, heads=self.heads,
+                           residual=self.residual)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def available_devices() -> list[str]:
+    """Device choices for the GUI and CLI: auto, cpu and each CUDA device found."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return out
+
+
+def resolve_device(device: str) -> tuple[str, Any]:
+    """Lightning ``(accelerator, devices)`` for a device string."""
+    if device in (None, "", "auto"):
+        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
+    if device == "cpu":
+        return "cpu", 1
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SeggerInputError(f"device {device!r} was asked for but no CUDA GPU is available here; use --device cpu or auto")
+        idx = device.split(":", 1)[1] if ":" in device else "0"
+        return "gpu", [int(idx)]
+    raise SeggerInputError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+class TileDataset(Dataset):
+    """Training or validation tiles; each item is a HeteroData sub-graph with label masks."""
+
+    def __init__(self, items: list[HeteroData]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> HeteroData:
+        return self.items[i]
+
+
+def _first(batch: list[HeteroData]) -> HeteroData:
+    return batch[0]
+
+
+def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[HeteroData], list[HeteroData], dict]:
+    """Split the sample into training and validation tiles with their fixed validation labels."""
+    data = bundle.data
+    n_bel = data[TX_BD].edge_index.shape[1]
+    if n_bel == 0:
+        raise SeggerInputError(
+            "no transcript lies in a nucleus, so there is nothing to learn from: check that the nuclei "
+            "overlap the transcripts (same µm coordinates) or give nuclei another way (--nuclei)"
+        )
+    pos = data["tx"].pos.numpy()[:, :2].astype(np.float64)
+    val_tx = spatial_holdout(pos, config.val_block, config.val_fraction, config.seed)
+    if config.val_fraction > 0 and not val_tx.any():
+        val_tx = np.zeros(len(pos), dtype=bool)
+    gen = torch.Generator().manual_seed(config.seed + 7919)
+    bel = data[TX_BD].edge_index
+    # fixed validation positives: a share of the nucleus links of held-out transcripts
+    val_edge = torch.from_numpy(val_tx)[bel[0]]
+    hidden_mask, _, _ = sample_labels(bel, torch.zeros((2, 0), dtype=torch.long), data["bd"].num_nodes, val_edge, gen,
+                                      supervision_ratio=config.supervision_ratio, neg_ratio=0.0)
+    ts = tile_size_for(bundle, config.tile_tx)
+    tiles = make_tiles(bundle, ts, config.tile_margin)
+    edge_ids = torch.arange(n_bel)
+    train_items, val_items = [], []
+    for tile in tiles:
+        sub = subgraph(data, tile.tx_idx, tile.bd_idx)
+        # map the tile's belongs edges back to global ids (edges kept in order by subgraph)
+        keep = torch.from_numpy(np.isin(bel[0].numpy(), tile.tx_idx) & np.isin(bel[1].numpy(), tile.bd_idx))
+        sub_eids = edge_ids[keep]
+        sub.hidden = hidden_mask[sub_eids]
+        core = torch.from_numpy(tile.core_mask)
+        sub_val = torch.from_numpy(val_tx[tile.tx_idx])
+        sub.train_tx = core & ~sub_val
+        if bool(sub.train_tx.any()) and sub[TX_BD].edge_index.shape[1]:
+            train_items.append(sub)
+        vpos_mask = sub.hidden & core[sub[TX_BD].edge_index[0]]
+        if bool(vpos_mask.any()):
+            vsub = sub.clone()
+            vpos = sub[TX_BD].edge_index[:, vpos_mask]
+            vneg = draw_negatives(vpos, sub[TX_CAND].edge_index, sub["bd"].num_nodes, gen, config.neg_ratio, config.hard_fraction)
+            vsub.label_index = torch.cat([vpos, vneg], dim=1)
+            vsub.labels = torch.cat([torch.ones(vpos.shape[1]), torch.zeros(vneg.shape[1])])
+            val_items.append(vsub)
+    if not train_items:
+        raise SeggerInputError("no training tile holds a nucleus with transcripts; lower --val-fraction or check the nuclei")
+    info = {"tile_size_um": ts, "n_tiles": len(tiles), "n_train_tiles": len(train_items), "n_val_tiles": len(val_items),
+            "n_val_tx": int(val_tx.sum())}
+    return train_items, val_items, info
+
+
+# ----------------------------------------------------------------------------------------------
+def edge_logits(z: dict[str, torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+    """``<z_tx[src], z_bd[dst]>`` for the listed pairs only (never a dense matrix)."""
+    return (z["tx"][index[0]] * z["bd"][index[1]]).sum(dim=-1)
+
+
+def message_graph(batch: HeteroData, drop: torch.Tensor | None) -> tuple[dict, dict]:
+    """x_dict and edge_index_dict for the model, with the ``drop`` belongs edges removed."""
+    bel = batch[TX_BD].edge_index
+    if drop is not None and bool(drop.any()):
+        bel = bel[:, ~drop]
+    x_dict = {"tx": batch["tx"].x, "bd": batch["bd"].x}
+    ei = {TX_BD: bel, TX_TX: batch[TX_TX].edge_index}
+    return x_dict, ei
+
+
+class SeggerLightningModule(pl.LightningModule):
+    """Lightning wrapper: link-prediction loss on supervised nucleus links."""
+
+    def __init__(self, model_config: dict, train_config: dict, state_dict: dict | None = None):
+        super().__init__()
+        self.save_hyperparameters({"model_config": model_config, "train_config": train_config})
+        self.model_config = ModelConfig.from_dict(model_config)
+        self.config = TrainConfig.from_dict(train_config)
+        self.model = build_hetero_model(**self.model_config.to_dict())
+        if state_dict is not None:
+            self.model.load_state_dict(state_dict)
+        self.val_auroc = BinaryAUROC()
+        self.val_f1 = BinaryF1Score()
+        self._gen = torch.Generator().manual_seed(self.config.seed)
+        self.last_metrics: dict[str, float] = {}
+
+    def forward(self, x_dict, edge_index_dict):
+        return self.model(x_dict, edge_index_dict)
+
+    def training_step(self, batch: HeteroData, batch_idx: int):
+        bel = batch[TX_BD].edge_index
+        eligible = (~batch.hidden.cpu()) & batch.train_tx.cpu()[bel[0].cpu()]
+        sup, label_index, labels = sample_labels(
+            bel.cpu(), batch[TX_CAND].edge_index.cpu(), batch["bd"].num_nodes, eligible, self._gen,
+            self.config.supervision_ratio, self.config.neg_ratio, self.config.hard_fraction)
+        if labels.numel() == 0:
+            return None
+        drop = (sup | batch.hidden.cpu()).to(bel.device)
+        z = self(*message_graph(batch, drop))
+        logits = edge_logits(z, label_index.to(bel.device))
+        loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))
+        self.log("train_loss", loss, batch_size=int(labels.numel()), prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: HeteroData, batch_idx: int):
+        z = self(*message_graph(batch, batch.hidden))
+        logits = edge_logits(z, batch.label_index)
+        loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
+        prob = torch.sigmoid(logits.float())
+        target = batch.labels.long()
+        self.val_auroc.update(prob, target)
+        self.val_f1.update(prob, target)
+        self.log("val_loss", loss, batch_size=int(batch.labels.numel()), on_epoch=True, sync_dist=True)
+
+    def on_validation_epoch_end(self):
+        try:
+            auroc = self.val_auroc.compute()
+            f1 = self.val_f1.compute()
+        except (ValueError, RuntimeError):
+            auroc = f1 = torch.tensor(float("nan"))
+        self.log("val_auroc", auroc, sync_dist=True)
+        self.log("val_f1", f1, sync_dist=True)
+        self.val_auroc.reset()
+        self.val_f1.reset()
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate,
+                                 weight_decay=self.config.weight_decay)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)
+
+
+class _ProgressCallback(pl.Callback):
+    """Forwards Lightning events as :class:`Progress` and honours a cancel flag."""
+
+    def __init__(self, events: "queue.Queue", stop: threading.Event, total_steps: int, ckpt: "_SafeCheckpoint | None"):
+        self.events, self.stop, self.total = events, stop, total_steps
+        self.ckpt = ckpt
+        self.history: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"].item() if isinstance(outputs, dict) and "loss" in outputs else float("nan")
+        if trainer.is_global_zero:
+            self.events.put(Progress("train", trainer.global_step, self.total, f"epoch {trainer.current_epoch + 1}",
+                                     {"loss": loss, "epoch": float(trainer.current_epoch)}))
+        if self.stop.is_set():
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+        rec = {"epoch": float(trainer.current_epoch + 1), "step": float(trainer.global_step),
+               "loss": m.get("train_loss_epoch", float("nan")), "val_loss": m.get("val_loss", float("nan")),
+               "val_auroc": m.get("val_auroc", float("nan")), "val_f1": m.get("val_f1", float("nan"))}
+        self.history.append(rec)
+        pl_module.last_metrics = rec
+        if trainer.is_global_zero:
+            self.events.put(Progress("train", trainer.global_step, self.total,
+                                     f"epoch {trainer.current_epoch + 1} done", dict(rec)))
+        if self.ckpt is not None:
+            self.ckpt.save(trainer, pl_module, rec)
+        if self.stop.is_set():
+            trainer.should_stop = True
+
+
+class _SafeCheckpoint:
+    """Writes ``last.pt`` every epoch and ``best.pt`` on the best validation AUROC (rank 0 only)."""
+
+    def __init__(self, run: "TrainingRun", directory: Path):
+        self.run, self.dir = run, Path(directory)
+        self.best = -math.inf
+
+    def save(self, trainer, pl_module, rec: dict) -> None:
+        if not trainer.is_global_zero:
+            return
+        opt = trainer.optimizers[0].state_dict() if trainer.optimizers else None
+        self.run._write(self.dir / "last.pt", pl_module.model, rec, trainer.current_epoch + 1, trainer.global_step, opt)
+        score = rec.get("val_auroc", float("nan"))
+        score = -rec.get("loss", 0.0) if not np.isfinite(score) else score
+        if score > self.best:
+            self.best = score
+            self.run._write(self.dir / "best.pt", pl_module.model, rec, trainer.current_epoch + 1, trainer.global_step, opt)
+
+
+class TrainingRun:
+    """One training (or fine-tuning) run.
+
+    ``iter_train()`` yields :class:`Progress` and returns the run. Closing the generator (GUI
+    cancel) stops training at the next step; :attr:`model` then holds the weights of the last
+    completed step and ``last.pt`` the last completed epoch.
+    """
+
+    def __init__(self, bundle: GraphBundle, config: TrainConfig | None = None, checkpoint: str | Path | None = None,
+                 checkpoint_dir: str | Path | None = None, resume: bool = False):
+        from segger.training.checkpoint import load_checkpoint, read_checkpoint
+
+        self.bundle = bundle
+        self.config = (config or TrainConfig()).validate()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.history: list[dict[str, float]] = []
+        self.info: dict[str, Any] = {}
+        self.start_epoch = 0
+        self._optimizer_state = None
+        state = None
+        if checkpoint is not None:
+            model, mcfg, vocab, _, payload = load_checkpoint(checkpoint)
+            if list(vocab.genes) != list(bundle.vocab.genes):
+                raise SeggerInputError(
+                    f"checkpoint {checkpoint} was trained on another gene vocabulary; build the graph with the "
+                    "checkpoint's vocabulary (segger.pipeline does this) so genes keep their tokens"
+                )
+            self.model_config = mcfg
+            state = model.state_dict()
+            if resume:
+                self.start_epoch = int(payload.get("epoch", 0))
+                self._optimizer_state = payload.get("optimizer_state")
+        else:
+            self.model_config = self.config.model_config(num_tx_tokens=len(bundle.vocab))
+        self.module = SeggerLightningModule(self.model_config.to_dict(), self.config.to_dict(), state)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.module.model
+
+    def _write(self, path: Path, model, metrics: dict, epoch: int, step: int, optimizer_state=None) -> None:
+        from segger.training.checkpoint import save_checkpoint
+
+        save_checkpoint(path, model, self.model_config, self.bundle.vocab, self.bundle.params,
+                        train_config=self.config.to_dict(), metrics=metrics, epoch=epoch, global_step=step,
+                        optimizer_state=optimizer_state)
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Save the current weights (a safe checkpoint) to ``path``."""
+        self._write(Path(path), self.model, self.history[-1] if self.history else {}, self.start_epoch + len(self.history), 0)
+        return Path(path)
+
+    def iter_train(self) -> Iterator[Progress]:
+        cfg = self.config
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        yield Progress("train", 0, None, "preparing tiles")
+        train_items, val_items, info = prepare_tiles(self.bundle, cfg)
+        self.info.update(info)
+        epochs_left = max(cfg.epochs - self.start_epoch, 0)
+        total = epochs_left * len(train_items)
+        accelerator, devices = resolve_device(cfg.device)
+        if cfg.devices not in (1, "1") and cfg.device in ("auto", "cuda", "cpu"):
+            devices = cfg.devices
+        precision = cfg.precision or ("bf16-mixed" if accelerator == "gpu" else "32-true")
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        ckpt = _SafeCheckpoint(self, self.checkpoint_dir) if self.checkpoint_dir else None
+        cb = _ProgressCallback(events, stop, total, ckpt)
+        trainer = pl.Trainer(
+            max_epochs=epochs_left, accelerator=accelerator, devices=devices, strategy=cfg.strategy,
+            num_nodes=cfg.num_nodes, precision=precision, gradient_clip_val=cfg.grad_clip,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[cb], num_sanity_val_steps=0, deterministic=False, log_every_n_steps=1,
+            limit_val_batches=1.0 if val_items else 0,
+        )
+        train_loader = DataLoader(TileDataset(train_items), batch_size=1, shuffle=True, collate_fn=_first,
+                                  generator=torch.Generator().manual_seed(cfg.seed))
+        val_loader = DataLoader(TileDataset(val_items), batch_size=1, shuffle=False, collate_fn=_first) if val_items else None
+        if self._optimizer_state is not None:
+            opt_state = self._optimizer_state
+
+            def _restore(trainer=trainer):
+                trainer.optimizers[0].load_state_dict(opt_state)
+            self.module.on_train_start = _restore  # type: ignore[method-assign]
+        errors: list[BaseException] = []
+
+        def _fit():
+            try:
+                trainer.fit(self.module, train_loader, val_loader)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the generator's thread
+                errors.append(exc)
+            finally:
+                events.put(None)
+
+        t0 = time.perf_counter()
+        thread = threading.Thread(target=_fit, name="segger-train", daemon=True)
+        thread.start()
+        cancelled = False
+        try:
+            while True:
+                ev = events.get()
+                if ev is None:
+                    break
+                yield ev
+        except GeneratorExit:
+            cancelled = True
+            raise
+        finally:
+            # reached on normal end, on error and when the consumer closes the generator (cancel)
+            stop.set()
+            thread.join()
+            self.history = list(cb.history)
+            self.info["seconds"] = time.perf_counter() - t0
+            self.info["cancelled"] = cancelled
+            self.model.eval()
+            self.model.cpu()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if errors:
+            exc = errors[0]
+            if isinstance(exc, SeggerError):
+                raise exc
+            raise exc
+        return self
+
+
+def train(bundle: GraphBundle, config: TrainConfig | None = None, **kwargs) -> TrainingRun:
+    """Train without progress reporting; returns the finished :class:`TrainingRun`."""
+    from segger.progress import run
+
+    tr = TrainingRun(bundle, config, **kwargs)
+    run(tr.iter_train())
+    return tr
