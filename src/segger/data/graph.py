@@ -217,6 +217,19 @@ def belongs_edges(tx: pd.DataFrame, bd: pd.DataFrame, mode: str = "auto") -> tup
     return pi.astype(np.int64), gi.astype(np.int64), "polygon"
 
 
+def relative_outline_distance(xy: np.ndarray, geoms: np.ndarray | None, cand: np.ndarray) -> np.ndarray:
+    """Per candidate edge: distance (µm) from the transcript to the nucleus outline (0 inside)
+    minus the same distance to the transcript's nearest candidate nucleus. Vectorised shapely."""
+    if geoms is None or cand.shape[1] == 0:
+        return np.zeros(cand.shape[1], dtype=np.float32)
+    pts = shapely.points(xy[cand[0], 0], xy[cand[0], 1])
+    d = shapely.distance(pts, geoms[cand[1]])
+    d = np.nan_to_num(d, nan=0.0)
+    best = np.full(len(xy), np.inf)
+    np.minimum.at(best, cand[0], d)
+    return (d - best[cand[0]]).astype(np.float32)
+
+
 def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphParams | None = None,
                 vocab: GeneVocab | None = None) -> GraphBundle:
     """Build the Segger graph for ``transcripts`` and ``nuclei`` (tables as in :mod:`segger.schema`)."""
@@ -250,6 +263,7 @@ def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphPa
         cand = np.stack([key // len(bd), key % len(bd)])
     else:
         cand = np.zeros((2, 0), dtype=np.int64)
+    d_rel = relative_outline_distance(xy, bd[S.GEOMETRY].to_numpy() if len(bd) else None, cand)
 
     geoms = bd[S.GEOMETRY].to_numpy() if len(bd) else np.zeros(0, dtype=object)
     data = HeteroData()
@@ -263,6 +277,7 @@ def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphPa
     data[TX_TX].edge_index = torch.from_numpy(np.ascontiguousarray(tx_tx, dtype=np.int64))
     data[TX_BD].edge_index = torch.from_numpy(np.ascontiguousarray(belongs, dtype=np.int64))
     data[TX_CAND].edge_index = torch.from_numpy(np.ascontiguousarray(cand, dtype=np.int64))
+    data[TX_CAND].d_rel = torch.from_numpy(d_rel)
     info = {"belongs_mode": mode_used}
     return GraphBundle(data=data, transcripts=tx, nuclei=bd, vocab=vocab, params=params, info=info)
 
@@ -290,6 +305,25 @@ def subgraph(data: HeteroData, tx_idx: np.ndarray, bd_idx: np.ndarray) -> Hetero
         s, d = smap[ei[0]], dmap[ei[1]]
         keep = (s >= 0) & (d >= 0)
         out[et].edge_index = torch.from_numpy(np.stack([s[keep], d[keep]]))
+        if et == TX_CAND and "d_rel" in data[TX_CAND]:
+            out[et].d_rel = data[TX_CAND].d_rel[torch.from_numpy(keep)]
+    return out
+
+
+def lookup_d_rel(data: HeteroData, index: torch.Tensor, default: float) -> torch.Tensor:
+    """``d_rel`` of (tx, bd) pairs from the candidate edges; ``default`` for non-candidate pairs."""
+    cand = data[TX_CAND].edge_index.cpu()
+    n_bd = max(int(data["bd"].num_nodes), 1)
+    ckey = cand[0] * n_bd + cand[1]
+    order = torch.argsort(ckey)
+    ckey = ckey[order]
+    vals = data[TX_CAND].d_rel.cpu()[order] if "d_rel" in data[TX_CAND] else torch.zeros(len(ckey))
+    key = index[0].cpu() * n_bd + index[1].cpu()
+    pos = torch.searchsorted(ckey, key).clamp(max=max(len(ckey) - 1, 0))
+    out = torch.full((index.shape[1],), float(default))
+    if len(ckey):
+        hit = ckey[pos] == key
+        out[hit] = vals[pos[hit]]
     return out
 
 

@@ -13,10 +13,13 @@ from segger.models.attention import (
     reduce_heads,
 )
 from segger.models.hetero import METADATA, ModelConfig, build_hetero_model
+from segger.models.link import LinkHead, SeggerLinkModel
 from segger.models.segger_model import Segger, SeggerInputTypeError
 
 __all__ = [
     "Segger",
+    "LinkHead",
+    "SeggerLinkModel",
     "SeggerInputTypeError",
     "build_hetero_model",
     "METADATA",

@@ -156,8 +156,9 @@ def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool
     return {k: v.float() for k, v in z.items()}
 
 
+@torch.no_grad()
 def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.ndarray, batch: int = 1 << 20,
-                 cosine: bool = False) -> np.ndarray:
+                 cosine: bool = False, head=None, d_rel: torch.Tensor | None = None) -> np.ndarray:
     """``sigmoid(<a, b>)`` (or the cosine similarity) for the listed pairs, in batches."""
     out = np.empty(len(ia), dtype=np.float32)
     dev = z_a.device
@@ -168,7 +169,9 @@ def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.nd
         a = torch.from_numpy(ia[s:s + batch]).to(dev)
         b = torch.from_numpy(ib[s:s + batch]).to(dev)
         dot = (z_a[a] * z_b[b]).sum(-1)
-        out[s:s + batch] = (dot if cosine else torch.sigmoid(dot)).cpu().numpy()
+        if head is not None:
+            dot = head(dot, None if d_rel is None else d_rel[s:s + batch].to(dev))
+        out[s:s + batch] = (dot if cosine else torch.sigmoid(dot)).detach().float().cpu().numpy()
     return out
 
 
@@ -182,12 +185,13 @@ def iter_predict(model: torch.nn.Module, bundle: GraphBundle, config: PredictCon
     if data["bd"].num_nodes == 0:
         raise SeggerInputError("there are no nuclei to assign transcripts to: give nuclei (polygons, a label image or --nuclei approximate)")
     model = model.to(device)
+    head = getattr(model, "head", None)
     cand = data[TX_CAND].edge_index.numpy()
     nn = data[TX_TX].edge_index.numpy()
     if n_tx <= config.tile_tx:
         yield Progress("predict", 0, 1, "embedding")
         z = embed(model, data, device)
-        cs = _pair_scores(z["tx"], z["bd"], cand[0], cand[1])
+        cs = _pair_scores(z["tx"], z["bd"], cand[0], cand[1], head=head, d_rel=data[TX_CAND].get("d_rel"))
         ns = _pair_scores(z["tx"], z["tx"], nn[0], nn[1], cosine=True)
         parts = [(cand[0], cand[1], cs, nn[0], nn[1], ns)]
         yield Progress("predict", 1, 1, "scored")
@@ -199,10 +203,12 @@ def iter_predict(model: torch.nn.Module, bundle: GraphBundle, config: PredictCon
             z = embed(model, sub, device)
             c = sub[TX_CAND].edge_index.numpy()
             core = tile.core_mask
-            c = c[:, core[c[0]]]
+            cm = core[c[0]]
+            c = c[:, cm]
+            dr = sub[TX_CAND].d_rel[torch.from_numpy(cm)] if "d_rel" in sub[TX_CAND] else None
             e = sub[TX_TX].edge_index.numpy()
             e = e[:, core[e[1]]]
-            cs = _pair_scores(z["tx"], z["bd"], c[0], c[1])
+            cs = _pair_scores(z["tx"], z["bd"], c[0], c[1], head=head, d_rel=dr)
             ns = _pair_scores(z["tx"], z["tx"], e[0], e[1], cosine=True)
             gt, gb = tile.tx_idx, tile.bd_idx
             parts.append((gt[c[0]], gb[c[1]], cs, gt[e[0]], gt[e[1]], ns))

@@ -18,7 +18,7 @@ import segger
 from segger.data.graph import GraphParams
 from segger.data.vocab import GeneVocab
 from segger.errors import CheckpointError
-from segger.models import ModelConfig, build_hetero_model
+from segger.models import ModelConfig, SeggerLinkModel, build_hetero_model
 
 FORMAT = "segger-checkpoint"
 FORMAT_VERSION = 1
@@ -36,6 +36,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_confi
         "segger_version": segger.__version__,
         "model_config": model_config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "link_head": {"spatial": bool(getattr(getattr(model, "head", None), "spatial", False))},
         "vocab": vocab.to_list(),
         "graph_params": graph_params.to_dict(),
         "train_config": dict(train_config or {}),
@@ -77,9 +78,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelConf
     payload = read_checkpoint(path)
     try:
         config = ModelConfig.from_dict(payload["model_config"])
-        model = build_hetero_model(**config.to_dict())
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
+        gnn = build_hetero_model(**config.to_dict())
+        model = SeggerLinkModel(gnn, spatial=bool(payload.get("link_head", {}).get("spatial", False)))
+        state = payload["state_dict"]
+        if not any(k.startswith("gnn.") for k in state):
+            state = {**{f"gnn.{k}": v for k, v in state.items()}, **{k: v for k, v in model.state_dict().items() if k.startswith("head.")}}
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not match this version's model ({str(exc).splitlines()[0][:160]})") from None
     vocab = GeneVocab.from_list(payload["vocab"])
     params = GraphParams.from_dict(payload.get("graph_params", {}))

@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import HeteroData
 from torchmetrics.classification import BinaryAUROC, BinaryF1Score
 
-from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, make_tiles, subgraph, tile_size_for
+from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, lookup_d_rel, make_tiles, subgraph, tile_size_for
 from segger.data.sampling import draw_negatives, sample_labels, spatial_holdout
 from segger.errors import SeggerError, SeggerInputError
-from segger.models import ModelConfig, build_hetero_model
+from segger.models import ModelConfig, SeggerLinkModel, build_hetero_model
 from segger.progress import Progress
 
 
@@ -46,6 +46,7 @@ class TrainConfig:
     out_channels: int = 32
     heads: int = 3
     residual: bool = False
+    spatial_prior: bool = True  # add the learned relative-distance term to the link score
     supervision_ratio: float = 0.5  # share of nucleus links hidden and supervised per step
     neg_ratio: float = 3.0  # negatives per supervised link
     hard_fraction: float = 0.5  # share of negatives that are neighbouring nuclei
@@ -157,6 +158,7 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[Hetero
         keep = torch.from_numpy(np.isin(bel[0].numpy(), tile.tx_idx) & np.isin(bel[1].numpy(), tile.bd_idx))
         sub_eids = edge_ids[keep]
         sub.hidden = hidden_mask[sub_eids]
+        sub.far = torch.tensor(float(bundle.params.dist_bd))
         core = torch.from_numpy(tile.core_mask)
         sub_val = torch.from_numpy(val_tx[tile.tx_idx])
         sub.train_tx = core & ~sub_val
@@ -168,6 +170,7 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[Hetero
             vpos = sub[TX_BD].edge_index[:, vpos_mask]
             vneg = draw_negatives(vpos, sub[TX_CAND].edge_index, sub["bd"].num_nodes, gen, config.neg_ratio, config.hard_fraction)
             vsub.label_index = torch.cat([vpos, vneg], dim=1)
+            vsub.label_d_rel = lookup_d_rel(sub, vsub.label_index, float(bundle.params.dist_bd))
             vsub.labels = torch.cat([torch.ones(vpos.shape[1]), torch.zeros(vneg.shape[1])])
             val_items.append(vsub)
     if not train_items:
@@ -201,7 +204,7 @@ class SeggerLightningModule(pl.LightningModule):
         self.save_hyperparameters({"model_config": model_config, "train_config": train_config})
         self.model_config = ModelConfig.from_dict(model_config)
         self.config = TrainConfig.from_dict(train_config)
-        self.model = build_hetero_model(**self.model_config.to_dict())
+        self.model = SeggerLinkModel(build_hetero_model(**self.model_config.to_dict()), spatial=self.config.spatial_prior)
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
         self.val_auroc = BinaryAUROC()
@@ -222,14 +225,15 @@ class SeggerLightningModule(pl.LightningModule):
             return None
         drop = (sup | batch.hidden.cpu()).to(bel.device)
         z = self(*message_graph(batch, drop))
-        logits = edge_logits(z, label_index.to(bel.device))
+        d_rel = lookup_d_rel(batch, label_index, float(batch.far))
+        logits = self.model.logits(z, label_index.to(bel.device), d_rel.to(bel.device))
         loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))
         self.log("train_loss", loss, batch_size=int(labels.numel()), prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
     def validation_step(self, batch: HeteroData, batch_idx: int):
         z = self(*message_graph(batch, batch.hidden))
-        logits = edge_logits(z, batch.label_index)
+        logits = self.model.logits(z, batch.label_index, batch.label_d_rel)
         loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
         prob = torch.sigmoid(logits.float())
         target = batch.labels.long()
@@ -335,6 +339,7 @@ class TrainingRun:
                     "checkpoint's vocabulary (segger.pipeline does this) so genes keep their tokens"
                 )
             self.model_config = mcfg
+            self.config.spatial_prior = bool(getattr(getattr(model, "head", None), "spatial", self.config.spatial_prior))
             state = model.state_dict()
             if resume:
                 self.start_epoch = int(payload.get("epoch", 0))
