@@ -37,7 +37,7 @@ class TrainConfig:
     """Training settings. Model size fields are passed to :class:`segger.models.ModelConfig`."""
 
     epochs: int = 20
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     init_emb: int = 16
@@ -52,7 +52,7 @@ class TrainConfig:
     hard_fraction: float = 0.5  # share of negatives that are neighbouring nuclei
     val_fraction: float = 0.2  # share of spatial blocks held out for validation
     val_block: float = 50.0  # µm side of a validation block
-    tile_tx: int = 8000  # transcripts per training tile (mini-batch)
+    tile_tx: int = 4000  # transcripts per training tile (mini-batch)
     tile_margin: float = 20.0  # µm of context around each tile
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     devices: int | str = 1  # Lightning devices (multi-GPU / multi-process)
