@@ -18,6 +18,8 @@ from torch import nn
 
 
 class LinkHead(nn.Module):
+    """Turns ``<z_tx, z_bd>`` (and optionally ``d_rel``) into a link logit; see the module docstring."""
+
     def __init__(self, spatial: bool = True):
         super().__init__()
         self.spatial = bool(spatial)
@@ -29,6 +31,7 @@ class LinkHead(nn.Module):
         return F.softplus(self.raw_slope)
 
     def forward(self, dot: torch.Tensor, d_rel: torch.Tensor | None = None) -> torch.Tensor:
+        """Logit ``dot + b - softplus(s) * d_rel`` (``d_rel`` ignored when ``spatial`` is off)."""
         out = dot + self.bias
         if self.spatial and d_rel is not None:
             out = out - self.slope * d_rel.to(out.dtype)
@@ -48,6 +51,7 @@ class SeggerLinkModel(nn.Module):
         return getattr(self.gnn, "config", None)
 
     def forward(self, x_dict, edge_index_dict):
+        """Node embeddings ``{'tx': ..., 'bd': ...}`` from the heterogeneous GNN."""
         return self.gnn(x_dict, edge_index_dict)
 
     def logits(self, z: dict, index: torch.Tensor, d_rel: torch.Tensor | None = None) -> torch.Tensor:
