@@ -7,6 +7,7 @@ through ``returned``). :func:`run` drives such a generator for code that only wa
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, TypeVar
 
@@ -40,3 +41,20 @@ def run(gen: Generator[Progress, None, T], callback: Callable[[Progress], Any] |
             return stop.value
         if callback is not None:
             callback(event)
+
+
+@contextlib.contextmanager
+def deterministic_threads(enabled: bool = True):
+    """Run torch CPU kernels on one intra-op thread inside the block (scatter sums on several
+    threads add in a varying order, so results would differ in the last bits between runs)."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

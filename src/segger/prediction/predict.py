@@ -44,6 +44,7 @@ class PredictConfig:
     tile_tx: int = 60_000  # predict in tiles of about this many transcripts (larger inputs)
     tile_margin: float = 30.0  # µm of context around a prediction tile
     device: str = "auto"
+    deterministic: bool = True  # on CPU: one intra-op thread, so runs repeat bit for bit
 
     def validate(self) -> "PredictConfig":
         if not 0 <= self.score_cut <= 1:
@@ -177,8 +178,16 @@ def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.nd
 
 def iter_predict(model: torch.nn.Module, bundle: GraphBundle, config: PredictConfig | None = None) -> Iterator[Progress]:
     """Score every candidate link (in spatial tiles for large inputs); returns a :class:`Prediction`."""
+    from segger.progress import deterministic_threads
+
     config = (config or PredictConfig()).validate()
     device = _device(config.device)
+    with deterministic_threads(config.deterministic and device.type == "cpu"):
+        result = yield from _iter_predict(model, bundle, config, device)
+    return result
+
+
+def _iter_predict(model, bundle: GraphBundle, config: PredictConfig, device: torch.device) -> Iterator[Progress]:
     t0 = time.perf_counter()
     data = bundle.data
     n_tx = data["tx"].num_nodes

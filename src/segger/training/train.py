@@ -60,6 +60,7 @@ class TrainConfig:
     num_nodes: int = 1
     precision: str | None = None  # None → 32 on CPU, bf16-mixed on CUDA
     seed: int = 0
+    deterministic: bool = True  # on CPU: one intra-op thread, so runs repeat bit for bit
 
     def validate(self) -> "TrainConfig":
         checks = [
@@ -346,6 +347,7 @@ class TrainingRun:
                 self._optimizer_state = payload.get("optimizer_state")
         else:
             self.model_config = self.config.model_config(num_tx_tokens=len(bundle.vocab))
+        pl.seed_everything(self.config.seed, workers=True, verbose=False)  # deterministic initial weights
         self.module = SeggerLightningModule(self.model_config.to_dict(), self.config.to_dict(), state)
 
     @property
@@ -365,6 +367,13 @@ class TrainingRun:
         return Path(path)
 
     def iter_train(self) -> Iterator[Progress]:
+        from segger.progress import deterministic_threads
+
+        with deterministic_threads(self.config.deterministic and resolve_device(self.config.device)[0] == "cpu"):
+            result = yield from self._iter_train()
+        return result
+
+    def _iter_train(self) -> Iterator[Progress]:
         cfg = self.config
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         yield Progress("train", 0, None, "preparing tiles")
