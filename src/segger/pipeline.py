@@ -50,7 +50,8 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                  nuclei_labels: str | os.PathLike | None = None, pixel_size: float | None = None,
                  labels_offset: tuple[float, float] = (0.0, 0.0), graph: GraphParams | None = None,
                  train=None, predict=None, checkpoint: str | os.PathLike | None = None, device: str = "auto",
-                 reference_column: str | None = "cell_id", boundaries_method: str = "concave") -> Iterator[Progress]:
+                 reference_column: str | None = "cell_id", boundaries_method: str = "concave",
+                 corrections=None) -> Iterator[Progress]:
     """Generator form of :func:`segment` (yields :class:`Progress`, returns :class:`SegmentResult`)."""
     from segger.export import build_anndata, cell_boundaries, write_anndata, write_boundaries, write_run_json, write_transcripts
     from segger.io import read_sample
@@ -142,6 +143,8 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                 prediction = stop.value
                 break
         result = prediction.assign()
+        if corrections is not None:  # user corrections are authoritative
+            result = corrections.apply(result)
         timings["predict"] = time.perf_counter() - t
 
         # export

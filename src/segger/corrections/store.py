@@ -196,6 +196,8 @@ class CorrectionStore:
         missing = [c for c in ("transcript_id", "previous_cell", "new_cell") if c not in df.columns]
         if missing:
             raise SeggerInputError(f"corrections file {path} lacks column(s) {missing}; expected {COLUMNS}")
+        for c in ("previous_cell", "new_cell"):
+            df[c] = df[c].astype("string").fillna(S.UNASSIGNED).astype(object)
         for c, default in (("action", "assign"), ("time", 0.0), ("group", None)):
             if c not in df.columns:
                 df[c] = default if c != "group" else np.arange(len(df))
