@@ -294,7 +294,7 @@ class _ProgressCallback(pl.Callback):
 
 
 class _SafeCheckpoint:
-    """Writes ``last.pt`` every epoch and ``best.pt`` on the best validation AUROC (rank 0 only)."""
+    """Writes ``last.pt`` every epoch and ``best.pt`` on the lowest validation loss (rank 0 only)."""
 
     def __init__(self, run: "TrainingRun", directory: Path):
         self.run, self.dir = run, Path(directory)
@@ -305,7 +305,8 @@ class _SafeCheckpoint:
             return
         opt = trainer.optimizers[0].state_dict() if trainer.optimizers else None
         self.run._write(self.dir / "last.pt", pl_module.model, rec, trainer.current_epoch + 1, trainer.global_step, opt)
-        score = rec.get("val_auroc", float("nan"))
+        # lowest validation loss (AUROC saturates near 1 within an epoch or two on easy crops)
+        score = -rec.get("val_loss", float("nan"))
         score = -rec.get("loss", 0.0) if not np.isfinite(score) else score
         if score > self.best:
             self.best = score
