@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test test-fast venv clean bench
+.PHONY: demo test test-fast venv clean bench screenshots
 
 venv: $(STAMP)
 
@@ -26,6 +26,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+screenshots: $(STAMP)
+	SEGGER_UPDATE_SCREENSHOTS=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/napari/test_napari_screenshots.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/quality.py --json benchmarks/quality.json

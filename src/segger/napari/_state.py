@@ -1,0 +1,81 @@
+"""Per-viewer shared state so the dock widgets cooperate (graph → model → prediction → QC/export).
+
+One :class:`SeggerState` per napari viewer (looked up by the real viewer object behind the
+plugin's proxy; never a process-wide singleton). It only holds references and emits Qt signals
+on the main thread; widgets listen to them to enable their controls.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from qtpy.QtCore import QObject, Signal
+
+_STATES: "weakref.WeakKeyDictionary[Any, SeggerState]" = weakref.WeakKeyDictionary()
+_FALLBACK: dict[int, "SeggerState"] = {}
+
+
+def _real(viewer: Any) -> Any:
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+class SeggerState(QObject):
+    """What the widgets share: the graph bundle, the trained model, the prediction and result."""
+
+    bundle_changed = Signal()
+    model_changed = Signal()
+    prediction_changed = Signal()
+    result_changed = Signal()
+    #: a cell id picked in a widget (QC list, click on the canvas)
+    cell_selected = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bundle = None  # segger.data.GraphBundle
+        self.bundle_source: dict = {}  # which layers / settings built it
+        self.run = None  # segger.training.TrainingRun (last training / fine-tuning)
+        self.model = None  # torch.nn.Module used by Predict
+        self.model_info: dict = {}
+        self.prediction = None  # segger.prediction.Prediction (cached scores)
+        self.result = None  # result DataFrame of the last assign()
+        self.result_params: dict = {}
+
+    # setters emit the signals (call on the main thread only)
+    def set_bundle(self, bundle, source: dict | None = None) -> None:
+        self.bundle = bundle
+        self.bundle_source = dict(source or {})
+        # a new graph invalidates predictions made on the old one (a model stays usable)
+        self.prediction = None
+        self.result = None
+        self.bundle_changed.emit()
+        self.prediction_changed.emit()
+        self.result_changed.emit()
+
+    def set_model(self, model, run=None, info: dict | None = None) -> None:
+        self.model = model
+        self.run = run
+        self.model_info = dict(info or {})
+        self.model_changed.emit()
+
+    def set_prediction(self, prediction) -> None:
+        self.prediction = prediction
+        self.prediction_changed.emit()
+
+    def set_result(self, result, params: dict | None = None) -> None:
+        self.result = result
+        self.result_params = dict(params or {})
+        self.result_changed.emit()
+
+
+def get_state(viewer: Any) -> SeggerState:
+    """The :class:`SeggerState` of ``viewer`` (created on first use)."""
+    real = _real(viewer)
+    try:
+        state = _STATES.get(real)
+        if state is None:
+            state = SeggerState()
+            _STATES[real] = state
+        return state
+    except TypeError:  # not weak-referenceable
+        return _FALLBACK.setdefault(id(real), SeggerState())

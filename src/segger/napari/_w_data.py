@@ -1,0 +1,219 @@
+"""*Data & graph* dock widget: transcripts layer + nuclei → ``build_graph`` in a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
+
+from segger.errors import SeggerInputError
+from segger.napari._common import SeggerWidget, add_row, dspin, layer_kind, spin
+from segger.napari.layers import (
+    LAYER_TX_EDGES,
+    METADATA_KEY,
+    graph_edges_to_vectors,
+    label_image_to_nuclei,
+    layer_scale_translate,
+    points_to_transcripts,
+    shapes_to_nuclei,
+)
+from segger.progress import Progress
+
+DERIVED = "(derived from nuclear transcripts)"
+
+TIPS = {
+    "points": "Points layer of transcripts (positions in µm; scale/translate are honoured).",
+    "gene": "Feature of the Points layer that holds the gene name of each transcript.",
+    "nuclei": (
+        "Nuclei: a Shapes layer of polygons, a Labels layer (e.g. Cellpose/StarDist run on DAPI; "
+        "its scale = µm per pixel and translate are honoured), or approximated from the vendor's "
+        "nuclear transcripts (convex hull per vendor cell; an approximation)."
+    ),
+    "k_tx": "Neighbours per transcript in the transcript–transcript graph (k of the kNN).",
+    "dist_tx": "Longest transcript–transcript edge (µm): farther neighbours are not linked.",
+    "k_bd": "Candidate nuclei per transcript: the cells a transcript may be assigned to.",
+    "dist_bd": "Farthest nucleus centroid (µm) a transcript may be assigned to.",
+    "use_z": "Find transcript neighbours in 3-D (x, y, z) instead of 2-D.",
+    "edges": f"After building, draw the transcript–transcript edges as a Vectors layer ('{LAYER_TX_EDGES}').",
+}
+
+
+def _default_gene_feature(layer: Any) -> str | None:
+    feats = layer.features
+    meta = (layer.metadata or {}).get(METADATA_KEY, {}) or {}
+    for cand in (meta.get("gene_feature"), "gene", "feature_name", "target", "gene_name"):
+        if cand and cand in feats.columns:
+            return cand
+    for col in feats.columns:
+        if feats[col].dtype == object or str(feats[col].dtype) in ("category", "string"):
+            return col
+    return None
+
+
+class DataGraphWidget(SeggerWidget):
+    """Choose transcripts and nuclei, set graph parameters, build the graph (in a worker)."""
+
+    cancellable = False
+
+    def __init__(self, napari_viewer: Any, parent=None) -> None:
+        super().__init__(napari_viewer, parent)
+        from segger.data import GraphParams
+
+        d = GraphParams()
+        form = self.group("Input")
+        self.points_combo = self.layer_combo(
+            ["Points"],
+            prefer=lambda l: ((l.metadata or {}).get(METADATA_KEY, {}) or {}).get("kind") == "transcripts",
+        )
+        add_row(form, "Transcripts", self.points_combo, TIPS["points"])
+        self.gene_combo = QComboBox()
+        add_row(form, "Gene feature", self.gene_combo, TIPS["gene"])
+        self.nuclei_combo = self.layer_combo(
+            ["Shapes", "Labels"], extra=[DERIVED],
+            prefer=lambda l: ((l.metadata or {}).get(METADATA_KEY, {}) or {}).get("kind") == "nuclei",
+        )
+        add_row(form, "Nuclei", self.nuclei_combo, TIPS["nuclei"])
+
+        form = self.group("Graph parameters")
+        self.k_tx = add_row(form, "k tx–tx", spin(1, 100, d.k_tx, TIPS["k_tx"]))
+        self.dist_tx = add_row(form, "max tx–tx distance",
+                               dspin(0.1, 1000, d.dist_tx, TIPS["dist_tx"], suffix=" µm"))
+        self.k_bd = add_row(form, "k candidate nuclei", spin(1, 100, d.k_bd, TIPS["k_bd"]))
+        self.dist_bd = add_row(form, "max tx–nucleus distance",
+                               dspin(0.1, 1000, d.dist_bd, TIPS["dist_bd"], suffix=" µm"))
+        self.use_z = QCheckBox("3-D neighbours (use z)")
+        self.use_z.setChecked(d.use_z)
+        self.use_z.setToolTip(TIPS["use_z"])
+        form.addRow(self.use_z)
+        self.show_edges = QCheckBox("Show tx–tx edges layer")
+        self.show_edges.setToolTip(TIPS["edges"])
+        form.addRow(self.show_edges)
+
+        self.build_button = QPushButton("Build graph")
+        self.build_button.setToolTip("Build the transcript/nucleus graph in the background")
+        self.body.addWidget(self.build_button)
+        self.summary = QLabel("No graph yet.")
+        self.summary.setWordWrap(True)
+        self.body.addWidget(self.summary)
+        self.body.addStretch(1)
+
+        self.points_combo.currentIndexChanged.connect(self._update_genes)
+        self.build_button.clicked.connect(self.build)
+        self.set_controls(self.build_button, self.points_combo, self.nuclei_combo, self.gene_combo)
+        self._update_genes()
+
+    # ---------------------------------------------------------------------------------------
+    def reset_choices(self, *_: Any) -> None:
+        super().reset_choices()
+        self._update_genes()
+
+    def _update_genes(self, *_: Any) -> None:
+        layer = self.points_combo.current_layer()
+        current = self.gene_combo.currentText()
+        self.gene_combo.blockSignals(True)
+        self.gene_combo.clear()
+        if layer is not None:
+            cols = [str(c) for c in layer.features.columns]
+            self.gene_combo.addItems(cols)
+            pick = current if current in cols else _default_gene_feature(layer)
+            if pick is not None:
+                self.gene_combo.setCurrentText(pick)
+        self.gene_combo.blockSignals(False)
+
+    def params(self):
+        from segger.data import GraphParams
+
+        return GraphParams(
+            k_tx=int(self.k_tx.value()), dist_tx=float(self.dist_tx.value()),
+            k_bd=int(self.k_bd.value()), dist_bd=float(self.dist_bd.value()),
+            use_z=bool(self.use_z.isChecked()),
+        )
+
+    def _collect_inputs(self) -> dict:
+        """Read the layers on the main thread into plain tables/arrays for the worker."""
+        points = self.points_combo.current_layer()
+        if points is None:
+            raise SeggerInputError(
+                "no transcripts Points layer; open a sample (File ▸ Open Sample ▸ Segger) or a "
+                "Xenium/MERSCOPE/CosMx folder first"
+            )
+        gene = self.gene_combo.currentText() or None
+        tx = points_to_transcripts(points, gene)
+        nuclei_layer = self.nuclei_combo.current_layer()
+        inputs: dict = {"tx": tx, "points": points.name, "gene": gene}
+        if nuclei_layer is None:
+            if self.nuclei_combo.currentText() != DERIVED:
+                raise SeggerInputError("choose a nuclei layer (Shapes or Labels) or the derived option")
+            inputs["nuclei_mode"] = "derived"
+        elif layer_kind(nuclei_layer) == "Shapes":
+            inputs["nuclei"] = shapes_to_nuclei(nuclei_layer)
+            inputs["nuclei_mode"] = f"shapes:{nuclei_layer.name}"
+        elif layer_kind(nuclei_layer) == "Labels":
+            # copy the pixels here; polygons are traced in the worker
+            scale, translate = layer_scale_translate(nuclei_layer)
+            inputs["labels"] = (np.asarray(nuclei_layer.data), scale, translate, nuclei_layer.name)
+            inputs["nuclei_mode"] = f"labels:{nuclei_layer.name}"
+        else:
+            raise SeggerInputError(
+                f"layer '{nuclei_layer.name}' is a {layer_kind(nuclei_layer)} layer; nuclei must be "
+                "Shapes or Labels"
+            )
+        return inputs
+
+    def build(self) -> None:
+        """Start building the graph (button)."""
+        inputs = self.guarded(self._collect_inputs)
+        if inputs is None:
+            return
+        params = self.guarded(lambda: self.params().validate())
+        if params is None:
+            return
+        show_edges = self.show_edges.isChecked()
+
+        def job():
+            from segger.data import build_graph
+
+            nuclei = inputs.get("nuclei")
+            if "labels" in inputs:
+                yield Progress("graph", 0, 3, "tracing nuclei in the label image")
+                nuclei = label_image_to_nuclei(*inputs["labels"])
+            elif inputs["nuclei_mode"] == "derived":
+                yield Progress("graph", 0, 3, "approximating nuclei from nuclear transcripts")
+                from segger.io.nuclei import approximate_nuclei
+
+                nuclei = approximate_nuclei(inputs["tx"])
+                if len(nuclei) == 0:
+                    raise SeggerInputError(
+                        f"layer '{inputs['points']}' has no nuclear transcripts with a vendor cell id "
+                        "(features 'nuclear' and 'cell_id'); choose a Shapes or Labels layer of nuclei"
+                    )
+            n_tx, n_bd = len(inputs["tx"]), len(nuclei)
+            yield Progress("graph", 1, 3, f"building the graph ({n_tx:,} transcripts, {n_bd:,} nuclei)")
+            bundle = build_graph(inputs["tx"], nuclei, params)
+            edges = None
+            if show_edges:
+                yield Progress("graph", 2, 3, "preparing the edges layer")
+                edges = graph_edges_to_vectors(bundle)
+            yield Progress("graph", 3, 3, "done")
+            return bundle, edges
+
+        self.job.start(job, desc="Build graph", on_done=lambda out: self._apply(out, inputs, params))
+
+    def _apply(self, out, inputs: dict, params) -> None:
+        from segger.napari._viewer import upsert_layer
+
+        bundle, edges = out
+        self.state.set_bundle(
+            bundle,
+            {"points": inputs["points"], "gene": inputs["gene"], "nuclei": inputs["nuclei_mode"],
+             "params": params.to_dict()},
+        )
+        s = bundle.summary()
+        self.summary.setText(
+            f"{s['n_tx']:,} transcripts, {s['n_bd']:,} nuclei; edges: {s['n_tx_tx']:,} tx–tx, "
+            f"{s['n_belongs']:,} tx–nucleus (belongs), {s['n_candidates']:,} candidates"
+        )
+        self.panel.status.setText("Build graph: done")
+        if edges is not None:
+            upsert_layer(self.viewer, edges)

@@ -1,0 +1,334 @@
+"""*Predict* dock widget: GNN scores in a worker, instant re-thresholding, result + attention layers.
+
+Layers (stable names, updated in place on re-run): ``segger transcripts`` (coloured by cell),
+``segger cells`` (outlines; Shapes up to a few thousand cells, Labels beyond) and
+``segger attention`` (Vectors coloured by attention weight).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QWidget,
+)
+
+from segger import schema as S
+from segger.errors import SeggerInputError
+from segger.napari._common import SeggerWidget, add_row, dspin, spin
+from segger.napari._viewer import find_layer, upsert_layer
+from segger.napari.layers import (
+    LAYER_ATTENTION,
+    LAYER_CELLS,
+    LAYER_TRANSCRIPTS,
+    assignment_feature,
+    attention_to_vectors,
+    cell_colors_and_ids,
+    cells_to_layer,
+    result_to_points,
+)
+from segger.progress import Progress
+
+EDGE_TYPES = {
+    "transcript → nucleus": ("tx", "belongs", "bd"),
+    "transcript → transcript": ("tx", "neighbors", "tx"),
+}
+
+
+def recolor_points(layer: Any, result) -> None:
+    """Update a result Points layer for a new assignment: 3 features + the RGBA array only
+    (positions, genes and the other features are left as they are)."""
+    colors, cell_ids = cell_colors_and_ids(result[S.SEGGER_CELL_ID])
+    feats = layer.features.copy(deep=False)
+    feats[S.SEGGER_CELL_ID] = cell_ids
+    feats[S.SCORE] = result[S.SCORE].to_numpy(dtype=np.float32)
+    feats[S.ASSIGNMENT] = assignment_feature(result[S.ASSIGNMENT])
+    layer.features = feats
+    layer.face_color = colors
+
+
+class PredictWidget(SeggerWidget):
+    """Score candidate cells with the trained model, then threshold and draw the result."""
+
+    def __init__(self, napari_viewer: Any, parent=None) -> None:
+        super().__init__(napari_viewer, parent)
+        form = self.group("Assignment")
+        srow = QWidget()
+        hl = QHBoxLayout(srow)
+        hl.setContentsMargins(0, 0, 0, 0)
+        self.cut_slider = QSlider(Qt.Orientation.Horizontal)
+        self.cut_slider.setRange(0, 100)
+        self.cut_slider.setValue(50)
+        self.cut_label = QLabel("0.50")
+        hl.addWidget(self.cut_slider, 1)
+        hl.addWidget(self.cut_label)
+        add_row(form, "score cut", srow,
+                "Minimum score to join a cell. Moving it re-thresholds the cached scores instantly "
+                "(no GNN re-run).")
+        self.fragments = QCheckBox("Group leftover transcripts into fragments")
+        self.fragments.setChecked(True)
+        self.fragments.setToolTip("Transcripts without a confident cell are grouped into fragment cells")
+        form.addRow(self.fragments)
+        self.outlines = QCheckBox(f"Draw cell outlines ('{LAYER_CELLS}')")
+        self.outlines.setChecked(True)
+        form.addRow(self.outlines)
+        from segger.training import available_devices
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        add_row(form, "device", self.device_combo, "Where the GNN runs (auto = CUDA when available)")
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.setToolTip("Score every transcript's candidate cells with the model (background)")
+        self.body.addWidget(self.predict_button)
+        self.summary = QLabel("Train or load a model first.")
+        self.summary.setWordWrap(True)
+        self.body.addWidget(self.summary)
+
+        form = self.group("Attention edges")
+        self.edge_type = QComboBox()
+        self.edge_type.addItems(list(EDGE_TYPES))
+        add_row(form, "edges", self.edge_type,
+                "transcript → nucleus: which nucleus each transcript attended to; "
+                "transcript → transcript: which neighbours it attended to")
+        self.att_layer = add_row(form, "GNN layer", spin(-10, 10, -1, "Attention layer (-1 = last)"))
+        self.head = QComboBox()
+        self.head.addItems(["mean", "max"])
+        add_row(form, "head", self.head, "Mean or max over heads, or one head")
+        self.top_k = add_row(form, "top k", spin(1, 50, 3, "Strongest edges kept per transcript"))
+        self.min_weight = add_row(form, "min weight", dspin(0.0, 1.0, 0.0, "Drop edges weaker than this",
+                                                            decimals=3, step=0.05))
+        self.attention_button = QPushButton("Show attention")
+        self.attention_button.setToolTip(f"Draw attention weights as a Vectors layer ('{LAYER_ATTENTION}')")
+        self.body.addWidget(self.attention_button)
+        self.body.addStretch(1)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(250)
+        self._timer.timeout.connect(self._update_outlines)
+        self._outline_worker = None
+        self._outline_version = 0
+        self._assign_timer = QTimer(self)
+        self._assign_timer.setSingleShot(True)
+        self._assign_timer.setInterval(10)
+        self._assign_timer.timeout.connect(self.reassign)
+
+        self.cut_slider.valueChanged.connect(self._on_cut)
+        self.fragments.toggled.connect(lambda *_: self.reassign())
+        self.outlines.toggled.connect(lambda *_: self._timer.start())
+        self.predict_button.clicked.connect(self.predict)
+        self.attention_button.clicked.connect(self.show_attention)
+        self.state.bundle_changed.connect(self.refresh_enabled)
+        self.state.model_changed.connect(self._on_model)
+        self.state.prediction_changed.connect(self.refresh_enabled)
+        self.set_controls(self.predict_button, self.attention_button, self.edge_type, self.att_layer,
+                          self.head, self.top_k, self.min_weight, self.device_combo)
+        self._on_model()
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def score_cut(self) -> float:
+        return self.cut_slider.value() / 100.0
+
+    def set_score_cut(self, value: float) -> None:
+        """Set the score cut and re-threshold now (programmatic; the slider coalesces drags)."""
+        self.cut_slider.blockSignals(True)
+        self.cut_slider.setValue(int(round(value * 100)))
+        self.cut_slider.blockSignals(False)
+        self.cut_label.setText(f"{self.score_cut:.2f}")
+        self._assign_timer.stop()
+        self.reassign()
+
+    def refresh_enabled(self) -> None:
+        if self.busy:
+            return
+        ready = self.state.bundle is not None and self.state.model is not None
+        self.predict_button.setEnabled(ready)
+        self.attention_button.setEnabled(ready)
+        has_pred = self.state.prediction is not None
+        self.cut_slider.setEnabled(has_pred)
+        self.fragments.setEnabled(has_pred)
+        if not ready:
+            self.summary.setText("Build a graph and train or load a model first.")
+
+    def _on_model(self) -> None:
+        heads = None
+        run = self.state.run
+        if run is not None:
+            heads = getattr(getattr(run, "model_config", None), "heads", None)
+        self.head.clear()
+        self.head.addItems(["mean", "max"] + [str(i) for i in range(int(heads or 0))])
+        self.refresh_enabled()
+
+    def _on_cut(self, value: int) -> None:
+        self.cut_label.setText(f"{value / 100:.2f}")
+        # coalesce a drag's many valueChanged events into one re-threshold per event-loop pass
+        self._assign_timer.start()
+
+    # ---------------------------------------------------------------------------------------
+    def predict(self) -> None:
+        """Run the GNN over the graph (button); then threshold and draw."""
+        if self.state.bundle is None or self.state.model is None:
+            self.guarded(self._raise, SeggerInputError("build a graph and train or load a model first"))
+            return
+        model, bundle = self.state.model, self.state.bundle
+        cut, frags = self.score_cut, self.fragments.isChecked()
+        device = self.device_combo.currentText()
+
+        def job():
+            from segger.prediction import PredictConfig, iter_predict
+
+            config = PredictConfig(score_cut=cut, fragments=frags, device=device)
+            prediction = yield from iter_predict(model, bundle, config)
+            result = prediction.assign(score_cut=cut, fragments=frags)
+            yield Progress("predict", 1, 1, "preparing layers")
+            points = result_to_points(result)
+            return prediction, result, points
+
+        self.job.start(job, desc="Predict", on_done=self._apply_prediction)
+
+    @staticmethod
+    def _raise(exc):
+        raise exc
+
+    def _apply_prediction(self, out) -> None:
+        prediction, result, points = out
+        self.state.set_prediction(prediction)
+        existing = find_layer(self.viewer, LAYER_TRANSCRIPTS)
+        upsert_layer(self.viewer, points)
+        if existing is None:
+            self._hide_inputs()
+        self._set_result(result, layer_done=True)
+        self._timer.start()
+        self.refresh_enabled()
+
+    def _hide_inputs(self) -> None:
+        """Hide the input transcripts layer once the coloured result covers it."""
+        src = (self.state.bundle_source or {}).get("points")
+        layer = find_layer(self.viewer, src) if src else None
+        if layer is not None:
+            layer.visible = False
+
+    def reassign(self) -> None:
+        """Re-threshold the cached scores and recolour in place (slider / fragments toggle)."""
+        pred = self.state.prediction
+        if pred is None:
+            return
+        try:
+            result = pred.assign(score_cut=self.score_cut, fragments=self.fragments.isChecked())
+            self._set_result(result)
+        except Exception as exc:  # noqa: BLE001
+            self.guarded(self._raise, exc)
+            return
+        self._timer.start()
+
+    def _set_result(self, result, layer_done: bool = False) -> None:
+        if not layer_done:
+            layer = find_layer(self.viewer, LAYER_TRANSCRIPTS)
+            if layer is not None and len(layer.data) == len(result):
+                recolor_points(layer, result)
+            else:
+                upsert_layer(self.viewer, result_to_points(result))
+        self.state.set_result(result, {"score_cut": self.score_cut, "fragments": self.fragments.isChecked()})
+        kind = result[S.ASSIGNMENT].astype(str).to_numpy()
+        ids = result[S.SEGGER_CELL_ID].to_numpy()
+        in_cell = np.isin(kind, ["nucleus", "cytoplasm"])
+        in_frag = kind == "fragment"
+        n_cells = pd.unique(ids[in_cell]).size
+        n_frag = pd.unique(ids[in_frag]).size
+        n = max(len(result), 1)
+        kinds = pd.Series(kind).value_counts()
+        self.summary.setText(
+            f"{n_cells:,} cells ({in_cell.sum() / n:.1%} of {len(result):,} transcripts), "
+            f"{n_frag:,} fragments ({in_frag.sum() / n:.1%}) at score cut {self.score_cut:.2f}; "
+            + ", ".join(f"{k} {kinds.get(k, 0):,}" for k in S.ASSIGNMENT_KINDS)
+        )
+
+    # --- outlines, off the GUI thread, debounced, stale results dropped ---------------------
+    def _update_outlines(self) -> None:
+        result = self.state.result
+        if result is None:
+            return
+        if not self.outlines.isChecked():
+            layer = find_layer(self.viewer, LAYER_CELLS)
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            return
+        from napari.qt.threading import create_worker
+
+        self._outline_version += 1
+        version = self._outline_version
+
+        def work():
+            from segger.export.writers import cell_boundaries
+
+            return cells_to_layer(cell_boundaries(result))
+
+        def done(layer_data):
+            if version != self._outline_version or self.state.result is not result:
+                return  # a newer threshold is on its way
+            layer = upsert_layer(self.viewer, layer_data)
+            if layer_data[2] == "labels":
+                layer.contour = 1  # outlines only, like the Shapes version
+
+        def failed(exc):
+            self.guarded(self._raise, exc)
+
+        worker = create_worker(work, _ignore_errors=True, _start_thread=False)
+        worker.returned.connect(done)
+        worker.errored.connect(failed)
+        worker.finished.connect(lambda: setattr(self, "_outline_worker", None))
+        self._outline_worker = worker
+        worker.start()
+
+    @property
+    def outline_busy(self) -> bool:
+        return self._outline_worker is not None or self._timer.isActive()
+
+    # ---------------------------------------------------------------------------------------
+    def attention_params(self) -> dict:
+        head = self.head.currentText()
+        return dict(
+            edge_type=EDGE_TYPES[self.edge_type.currentText()],
+            layer=int(self.att_layer.value()),
+            head=int(head) if head.isdigit() else head,
+            top_k=int(self.top_k.value()),
+            min_weight=float(self.min_weight.value()),
+        )
+
+    def show_attention(self) -> None:
+        """Compute attention weights (background) and draw them as ``segger attention``."""
+        if self.state.bundle is None or self.state.model is None:
+            self.guarded(self._raise, SeggerInputError("build a graph and train or load a model first"))
+            return
+        model, bundle = self.state.model, self.state.bundle
+        params = self.attention_params()
+        params["device"] = self.device_combo.currentText()
+
+        def job():
+            from segger.prediction import attention_edges
+
+            yield Progress("attention", 0, 2, "reading attention weights")
+            edges = attention_edges(model, bundle, **params)
+            yield Progress("attention", 1, 2, f"drawing {len(edges):,} edges")
+            return attention_to_vectors(
+                edges, bundle.transcripts, bundle.nuclei, params["edge_type"],
+                metadata={"layer": params["layer"], "head": str(params["head"]),
+                          "top_k": params["top_k"], "min_weight": params["min_weight"]},
+            )
+
+        def done(layer_data):
+            upsert_layer(self.viewer, layer_data)
+            n = len(layer_data[0])
+            self.panel.status.setText(f"Attention: {n:,} edges ({'-'.join(params['edge_type'])})")
+
+        self.job.start(job, desc="Attention", on_done=done)

@@ -1,0 +1,300 @@
+"""*QC* dock widget: metrics table, score histogram, MECR-flagged cells, click a cell for its stats."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+)
+
+from segger import schema as S
+from segger.errors import SeggerInputError
+from segger.napari._common import SeggerWidget, add_row
+from segger.napari._plots import HistogramPlot
+from segger.napari._viewer import find_layer
+from segger.napari.layers import LAYER_CELLS, LAYER_TRANSCRIPTS
+from segger.progress import Progress
+
+NO_REFERENCE = "(none)"
+
+
+def _fmt(v: Any, kind: str = "float") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "–"
+    if kind == "int":
+        return f"{int(v):,}"
+    if kind == "pct":
+        return f"{100 * float(v):.1f}%"
+    if kind == "rate":
+        return f"{float(v):.4f}"
+    return f"{float(v):.1f}"
+
+
+def qc_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(metric, segger, reference) rows of a :func:`segger.validation.qc_report`."""
+    ref = report.get("reference") or {}
+    tpc = report.get("transcripts_per_cell") or {}
+    rtpc = ref.get("transcripts_per_cell") or {}
+    n_pairs = len(report.get("mecr_gene_pairs") or [])
+    rows = [
+        ("transcripts", _fmt(report.get("n_transcripts"), "int"),
+         _fmt(report.get("n_transcripts"), "int") if ref else "–"),
+        ("fraction assigned", _fmt(report.get("fraction_assigned"), "pct"), _fmt(ref.get("fraction_assigned"), "pct")),
+        ("cells", _fmt(tpc.get("n_cells"), "int"), _fmt(rtpc.get("n_cells"), "int")),
+        ("transcripts / cell (median)", _fmt(tpc.get("median")), _fmt(rtpc.get("median"))),
+        ("transcripts / cell (mean)", _fmt(tpc.get("mean")), _fmt(rtpc.get("mean"))),
+        (f"MECR ({n_pairs} pairs; lower is better)", _fmt(report.get("mecr"), "rate"), _fmt(ref.get("mecr"), "rate")),
+    ]
+    if report.get("n_mecr_flagged_cells") is not None:
+        rows.append(("cells with exclusive pairs", _fmt(report["n_mecr_flagged_cells"], "int"), "–"))
+    if report.get("agreement") is not None:
+        rows.append(("agreement with reference", _fmt(report["agreement"], "pct"), "–"))
+    for k, v in (report.get("assignment_counts") or {}).items():
+        rows.append((f"assignment: {k}", _fmt(v, "int"), "–"))
+    score = report.get("score") or {}
+    if score:
+        rows.append(("score median (assigned)", _fmt(score.get("median_assigned"), "rate"), "–"))
+    return rows
+
+
+def cell_stats(result, cell_id: str, reference_column: str | None = None) -> dict:
+    """Stats of one segger cell from the result table (vectorised masks, no loops over cells)."""
+    ids = result[S.SEGGER_CELL_ID].astype(str).to_numpy()
+    m = ids == str(cell_id)
+    n = int(m.sum())
+    out: dict = {"cell_id": str(cell_id), "n_transcripts": n}
+    if n == 0:
+        return out
+    sub = result.loc[m]
+    out["mean_score"] = float(sub[S.SCORE].mean())
+    out["centroid"] = (float(sub[S.X].mean()), float(sub[S.Y].mean()))
+    out["assignment"] = {str(k): int(v) for k, v in sub[S.ASSIGNMENT].astype(str).value_counts().items()}
+    out["top_genes"] = [(str(g), int(c)) for g, c in sub[S.GENE].astype(str).value_counts().head(8).items()]
+    if reference_column and reference_column in sub.columns:
+        ref = sub[reference_column].astype(str)
+        ref = ref[~ref.isin(["UNASSIGNED", "None", "nan", "-1", ""])]
+        if len(ref):
+            vc = ref.value_counts()
+            out["reference"] = (str(vc.index[0]), float(vc.iloc[0] / n))
+        else:
+            out["reference"] = (S.UNASSIGNED, 0.0)
+    return out
+
+
+def format_cell_stats(st: dict) -> str:
+    if st.get("n_transcripts", 0) == 0:
+        return f"cell {st.get('cell_id')}: no transcripts at this score cut"
+    lines = [
+        f"<b>cell {st['cell_id']}</b>: {st['n_transcripts']:,} transcripts, mean score {st['mean_score']:.3f}",
+        "assignment: " + ", ".join(f"{k} {v:,}" for k, v in st["assignment"].items()),
+        "top genes: " + ", ".join(f"{g} ({c})" for g, c in st["top_genes"]),
+    ]
+    if "reference" in st:
+        rid, frac = st["reference"]
+        lines.append(f"vendor cell: {rid} holds {frac:.0%} of its transcripts")
+    return "<br>".join(lines)
+
+
+class QCWidget(SeggerWidget):
+    """QC of the current result; compare with the vendor cell id; inspect single cells."""
+
+    cancellable = False
+
+    def __init__(self, napari_viewer: Any, parent=None) -> None:
+        super().__init__(napari_viewer, parent)
+        form = self.group("Settings")
+        self.reference = QComboBox()
+        self.reference.addItem(NO_REFERENCE)
+        add_row(form, "Reference", self.reference,
+                "Column of the vendor's cell id to compare with (e.g. Xenium cell_id)")
+        self.pick = QCheckBox("Pick cells by clicking")
+        self.pick.setToolTip("Click a transcript on the canvas to show the stats of its Segger cell")
+        self.pick.setChecked(True)
+        form.addRow(self.pick)
+        self.qc_button = QPushButton("Compute QC")
+        self.body.addWidget(self.qc_button)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["metric", "segger", "reference"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(180)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setMinimumWidth(0)
+        self.table.setWordWrap(True)
+        self.body.addWidget(self.table)
+        self.hist = HistogramPlot(title="score histogram (red: score cut)")
+        self.body.addWidget(self.hist)
+        mecr_label = QLabel("Cells co-expressing mutually exclusive genes (MECR):")
+        mecr_label.setWordWrap(True)
+        self.body.addWidget(mecr_label)
+        self.flagged = QListWidget()
+        self.flagged.setMaximumHeight(120)
+        self.flagged.setToolTip("Click to inspect; double-click to centre the view on the cell")
+        self.body.addWidget(self.flagged)
+        self.cell_info = QLabel("Click a transcript or a flagged cell.")
+        self.cell_info.setWordWrap(True)
+        self.body.addWidget(self.cell_info)
+        self.body.addStretch(1)
+        self.report: dict | None = None
+        self._tree = None
+        self._tree_for = None
+
+        self.qc_button.clicked.connect(self.compute)
+        self.flagged.itemClicked.connect(lambda it: self.select_cell(it.data(256)))
+        self.flagged.itemDoubleClicked.connect(lambda it: self.select_cell(it.data(256), center=True))
+        self.state.result_changed.connect(self._on_result)
+        self.state.cell_selected.connect(self._show_cell)
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self.set_controls(self.qc_button, self.reference)
+        self._on_result()
+
+    # ---------------------------------------------------------------------------------------
+    def refresh_enabled(self) -> None:
+        if not self.busy:
+            self.qc_button.setEnabled(self.state.result is not None)
+
+    def _on_result(self) -> None:
+        result = self.state.result
+        current = self.reference.currentText()
+        self.reference.clear()
+        self.reference.addItem(NO_REFERENCE)
+        if result is not None and S.CELL_ID in result.columns:
+            self.reference.addItem(S.CELL_ID)
+            self.reference.setCurrentText(current if current != NO_REFERENCE or self.report else S.CELL_ID)
+        if result is not None:
+            self.hist.set_marker(self.state.result_params.get("score_cut"))
+            if self.report is not None:
+                self.cell_info.setText("Result changed; press Compute QC to update the metrics.")
+        self.refresh_enabled()
+
+    def reference_column(self) -> str | None:
+        ref = self.reference.currentText()
+        return None if ref in ("", NO_REFERENCE) else ref
+
+    def compute(self) -> None:
+        """Compute the QC report of the current result (background)."""
+        result = self.state.result
+        if result is None:
+            self.guarded(self._raise, SeggerInputError("no result yet; run Predict first"))
+            return
+        ref = self.reference_column()
+
+        def job():
+            from segger.validation import qc_report
+
+            yield Progress("qc", 0, 1, "computing metrics")
+            return qc_report(result, reference_column=ref)
+
+        self.job.start(job, desc="QC", on_done=self._apply)
+
+    @staticmethod
+    def _raise(exc):
+        raise exc
+
+    def _apply(self, report: dict) -> None:
+        self.report = report
+        rows = qc_rows(report)
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeRowsToContents()
+        score = report.get("score") or {}
+        self.hist.set_data(score.get("bins") or [], score.get("counts") or [])
+        self.hist.set_marker(self.state.result_params.get("score_cut"))
+        self.flagged.clear()
+        cells = report.get("mecr_flagged_cells") or []
+        counts = report.get("mecr_flagged_counts") or [0] * len(cells)
+        for cid, n in zip(cells, counts):
+            item = QListWidgetItem(f"{cid}  ({n} exclusive pair{'s' if n != 1 else ''})")
+            item.setData(256, str(cid))  # Qt.UserRole
+            self.flagged.addItem(item)
+        if not cells:
+            item = QListWidgetItem("none" if report.get("mecr") is not None else "needs a reference column")
+            self.flagged.addItem(item)
+        self.panel.status.setText("QC: done")
+
+    # --- single cells -----------------------------------------------------------------------
+    def select_cell(self, cell_id: str | None, center: bool = False) -> None:
+        if not cell_id:
+            return
+        self.state.cell_selected.emit(str(cell_id))
+        if center:
+            st = cell_stats(self.state.result, cell_id) if self.state.result is not None else {}
+            if "centroid" in st:
+                x, y = st["centroid"]
+                cam = getattr(getattr(self.viewer, "scene", None), "camera", None) or self.viewer.camera
+                cam.center = (y, x)
+                cam.zoom = max(cam.zoom, 8.0)
+
+    def _show_cell(self, cell_id: str) -> None:
+        result = self.state.result
+        if result is None:
+            return
+        st = cell_stats(result, cell_id, self.reference_column())
+        self.cell_info.setText(format_cell_stats(st))
+        layer = find_layer(self.viewer, LAYER_CELLS)
+        if layer is not None and type(getattr(layer, "__wrapped__", layer)).__name__ == "Labels":
+            try:
+                feats = layer.features
+                hit = np.flatnonzero(feats["cell_id"].astype(str).to_numpy() == str(cell_id))
+                if hit.size:
+                    layer.selected_label = int(feats["index"].to_numpy()[hit[0]])
+            except Exception:  # noqa: BLE001 - highlighting is optional
+                pass
+
+    def cell_at(self, y: float, x: float, max_dist: float = 3.0) -> str | None:
+        """Segger cell id of the transcript nearest to world (y, x) µm, within ``max_dist``."""
+        result = self.state.result
+        if result is None:
+            return None
+        if self._tree_for is not result:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(np.column_stack([result[S.X].to_numpy(float), result[S.Y].to_numpy(float)]))
+            self._tree_for = result
+        d, i = self._tree.query([x, y], k=1)
+        if not np.isfinite(d) or d > max_dist:
+            return None
+        return str(result[S.SEGGER_CELL_ID].iloc[int(i)])
+
+    def _on_mouse(self, viewer, event):
+        """Viewer mouse callback: a click (press + release without drag) picks a cell."""
+        if not self.pick.isChecked() or self.state.result is None:
+            return
+        start = tuple(event.position)
+        yield
+        while event.type == "mouse_move":
+            yield
+        if event.type == "mouse_release" and np.allclose(start, tuple(event.position), atol=1e-6):
+            top = find_layer(self.viewer, LAYER_TRANSCRIPTS)
+            pos = np.asarray(event.position)[-2:]
+            if top is not None:
+                pos = (pos - np.asarray(top.translate)[-2:]) / np.asarray(top.scale)[-2:]
+            cid = self.cell_at(float(pos[0]), float(pos[1]))
+            if cid is not None:
+                self.state.cell_selected.emit(cid)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        try:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
+        except ValueError:
+            pass
+        super().closeEvent(event)

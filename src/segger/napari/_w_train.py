@@ -1,0 +1,304 @@
+"""*Train / fine-tune* dock widget: ``TrainingRun.iter_train`` in a worker, live curve, cancel."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QWidget,
+)
+
+from segger.errors import SeggerInputError
+from segger.napari._common import SeggerWidget, add_row, dspin, spin
+from segger.napari._plots import CurvePlot
+from segger.progress import Progress
+
+#: model-size presets → TrainConfig fields
+MODEL_SIZES = {
+    "tiny": dict(init_emb=8, hidden_channels=8, out_channels=8, heads=1, num_mid_layers=0),
+    "small": dict(init_emb=16, hidden_channels=16, out_channels=16, heads=2, num_mid_layers=1),
+    "default": dict(init_emb=16, hidden_channels=32, out_channels=32, heads=3, num_mid_layers=3),
+    "large": dict(init_emb=32, hidden_channels=64, out_channels=64, heads=4, num_mid_layers=3),
+}
+
+
+def _size_tip(name: str) -> str:
+    p = MODEL_SIZES[name]
+    return (f"{name}: gene embedding {p['init_emb']}, hidden {p['hidden_channels']}, output "
+            f"{p['out_channels']}, {p['heads']} attention heads, {p['num_mid_layers']} middle layers")
+
+
+class TrainWidget(SeggerWidget):
+    """Train a new model or fine-tune a checkpoint on the current graph, in the background."""
+
+    def __init__(self, napari_viewer: Any, parent=None) -> None:
+        super().__init__(napari_viewer, parent)
+        from segger.training import TrainConfig, available_devices
+
+        d = TrainConfig()
+        form = self.group("Model")
+        self.new_radio = QRadioButton("New model")
+        self.ckpt_radio = QRadioButton("Fine-tune checkpoint")
+        self.new_radio.setChecked(True)
+        grp = QButtonGroup(self)
+        grp.addButton(self.new_radio)
+        grp.addButton(self.ckpt_radio)
+        row = QWidget()
+        hl = QHBoxLayout(row)
+        hl.setContentsMargins(0, 0, 0, 0)
+        hl.addWidget(self.new_radio)
+        hl.addWidget(self.ckpt_radio)
+        form.addRow(row)
+        self.ckpt_path = QLineEdit()
+        self.ckpt_path.setPlaceholderText("checkpoint .pt written by segger")
+        self.browse_button = QPushButton("…")
+        self.browse_button.setToolTip("Choose a checkpoint file")
+        prow = QWidget()
+        pl = QHBoxLayout(prow)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addWidget(self.ckpt_path, 1)
+        pl.addWidget(self.browse_button)
+        add_row(form, "Checkpoint", prow, "Safe segger checkpoint to fine-tune (or to load without training)")
+        self.size_combo = QComboBox()
+        for i, name in enumerate(MODEL_SIZES):
+            self.size_combo.addItem(name)
+            self.size_combo.setItemData(i, _size_tip(name), 3)  # Qt.ToolTipRole
+        self.size_combo.setCurrentText("default")
+        add_row(form, "Model size", self.size_combo,
+                "Size of a new model (a checkpoint keeps its own):\n" + "\n".join(_size_tip(n) for n in MODEL_SIZES))
+
+        form = self.group("Training")
+        self.epochs = add_row(form, "Epochs", spin(1, 10000, d.epochs, "Passes over all training tiles"))
+        self.lr = add_row(form, "Learning rate", dspin(1e-5, 0.5, d.learning_rate, "AdamW learning rate",
+                                                       decimals=5, step=1e-4))
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        add_row(form, "Device", self.device_combo,
+                "auto = the first CUDA GPU when there is one, else CPU; or pick one")
+
+        row = QWidget()
+        hl = QHBoxLayout(row)
+        hl.setContentsMargins(0, 0, 0, 0)
+        self.train_button = QPushButton("Train")
+        self.train_button.setToolTip("Train (or fine-tune) on the graph built in 'Data & graph'")
+        self.load_button = QPushButton("Load checkpoint")
+        self.load_button.setToolTip("Use the checkpoint's model for Predict without training")
+        self.save_button = QPushButton("Save checkpoint…")
+        self.save_button.setToolTip("Save the current weights as a safe checkpoint")
+        for b in (self.train_button, self.load_button, self.save_button):
+            hl.addWidget(b)
+        self.body.addWidget(row)
+        self.plot = CurvePlot(title="loss / val AUROC")
+        self.body.addWidget(self.plot)
+        self.info = QLabel("Build a graph first (Data & graph).")
+        self.info.setWordWrap(True)
+        self.body.addWidget(self.info)
+        self.body.addStretch(1)
+
+        self.browse_button.clicked.connect(self._browse)
+        self.train_button.clicked.connect(self.train)
+        self.load_button.clicked.connect(self.load)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.new_radio.toggled.connect(self.refresh_enabled)
+        self.state.bundle_changed.connect(self.refresh_enabled)
+        self.state.model_changed.connect(self.refresh_enabled)
+        self.set_controls(self.train_button, self.load_button, self.save_button, self.epochs, self.lr,
+                          self.device_combo, self.size_combo, self.ckpt_path, self.browse_button,
+                          self.new_radio, self.ckpt_radio)
+        self.refresh_enabled()
+
+    # ---------------------------------------------------------------------------------------
+    def refresh_enabled(self) -> None:
+        if self.busy:
+            return
+        has_bundle = self.state.bundle is not None
+        self.train_button.setEnabled(has_bundle)
+        self.load_button.setEnabled(has_bundle)
+        self.save_button.setEnabled(self.state.run is not None)
+        self.size_combo.setEnabled(self.new_radio.isChecked())
+        if not has_bundle:
+            self.info.setText("Build a graph first (Data & graph).")
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Segger checkpoint", "", "Checkpoints (*.pt *.ckpt);;All (*)")
+        if path:
+            self.ckpt_path.setText(path)
+            self.ckpt_radio.setChecked(True)
+
+    def config(self):
+        from segger.training import TrainConfig
+
+        size = MODEL_SIZES[self.size_combo.currentText()]
+        return TrainConfig(epochs=int(self.epochs.value()), learning_rate=float(self.lr.value()),
+                           device=self.device_combo.currentText(), **size).validate()
+
+    def _checkpoint(self) -> str | None:
+        if self.new_radio.isChecked():
+            return None
+        text = self.ckpt_path.text().strip()
+        if not text:
+            raise SeggerInputError("no checkpoint chosen; pick a .pt file or choose 'New model'")
+        if not Path(text).is_file():
+            raise SeggerInputError(f"checkpoint {text} does not exist; pick a .pt file written by segger")
+        return text
+
+    @staticmethod
+    def _bundle_for(bundle, vocab):
+        """The graph with ``vocab``'s gene tokens (rebuilt when the checkpoint's vocabulary differs)."""
+        if list(vocab.genes) == list(bundle.vocab.genes):
+            return bundle, False
+        from segger.data import build_graph
+
+        return build_graph(bundle.transcripts, bundle.nuclei, bundle.params, vocab=vocab), True
+
+    # ---------------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Start training / fine-tuning (button)."""
+        if self.state.bundle is None:
+            self.guarded(self._raise_no_graph)
+            return
+        config = self.guarded(self.config)
+        if config is None:
+            return
+        try:
+            ckpt = self._checkpoint()
+        except SeggerInputError as exc:
+            self.guarded(self._reraise, exc)
+            return
+        bundle = self.state.bundle
+        holder: dict = {}
+
+        def job():
+            from segger.training import TrainingRun
+
+            b, rebuilt = bundle, False
+            if ckpt is not None:
+                from segger.training import load_checkpoint
+
+                yield Progress("train", 0, None, "reading the checkpoint")
+                _, _, vocab, _, _ = load_checkpoint(ckpt)
+                if list(vocab.genes) != list(bundle.vocab.genes):
+                    yield Progress("train", 0, None, "rebuilding the graph with the checkpoint's genes")
+                b, rebuilt = self._bundle_for(bundle, vocab)
+            yield Progress("train", 0, None, "building the model")
+            run = TrainingRun(b, config, checkpoint=ckpt)
+            holder.update(run=run, bundle=b, rebuilt=rebuilt)
+            yield from run.iter_train()
+            return holder
+
+        self.plot.clear()
+        self._last_step = 0
+        self.job.start(job, desc="Train", on_yield=self._on_progress, on_done=self._apply,
+                       on_cancel=lambda: self._apply(holder, cancelled=True))
+
+    def _raise_no_graph(self):
+        raise SeggerInputError("no graph yet; build it in 'Data & graph' first")
+
+    @staticmethod
+    def _reraise(exc):
+        raise exc
+
+    def _on_progress(self, ev: Progress) -> None:
+        m = ev.metrics or {}
+        if "val_auroc" in m:  # end of an epoch
+            self.plot.add_point("val AUROC", float(m.get("step", ev.step)), float(m["val_auroc"]))
+            auroc = m.get("val_auroc", float("nan"))
+            loss = m.get("loss", float("nan"))
+            self.info.setText(
+                f"epoch {int(m.get('epoch', 0))}: loss {loss:.4f}"
+                + (f", val AUROC {auroc:.3f}" if math.isfinite(auroc) else "")
+            )
+        elif "loss" in m:
+            self._last_step = ev.step
+            self.plot.add_point("loss", float(ev.step), float(m["loss"]))
+
+    def _apply(self, holder: dict, cancelled: bool = False) -> None:
+        run = holder.get("run")
+        if run is None:  # cancelled before the model existed
+            self.info.setText("Training cancelled before it started; no model.")
+            return
+        if holder.get("rebuilt"):
+            self.state.set_bundle(holder["bundle"], {**self.state.bundle_source, "vocab": "checkpoint"})
+        hist = run.history
+        info = {"history": list(hist), "cancelled": cancelled, "config": run.config.to_dict()}
+        self.state.set_model(run.model, run, info)
+        last = hist[-1] if hist else {}
+        if cancelled:
+            from napari.utils.notifications import show_info
+
+            msg = (f"Training cancelled after {len(hist)} epoch(s); keeping the weights of the last "
+                   "completed step")
+            show_info(msg)
+            self.info.setText(msg + ".")
+            self.panel.status.setText("Train: cancelled (weights kept)")
+        else:
+            auroc = last.get("val_auroc", float("nan"))
+            self.info.setText(
+                f"Trained {len(hist)} epoch(s) in {run.info.get('seconds', 0):.1f} s"
+                + (f"; val AUROC {auroc:.3f}" if math.isfinite(auroc) else "")
+                + ". Next: Predict."
+            )
+        self.refresh_enabled()
+
+    # ---------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load a checkpoint's model for Predict, without training (button)."""
+        if self.state.bundle is None:
+            self.guarded(self._raise_no_graph)
+            return
+        try:
+            ckpt = self._checkpoint() if self.ckpt_path.text().strip() else None
+            if ckpt is None:
+                raise SeggerInputError("no checkpoint chosen; pick a .pt file first")
+        except SeggerInputError as exc:
+            self.guarded(self._reraise, exc)
+            return
+        bundle = self.state.bundle
+
+        def job():
+            from segger.training import load_checkpoint
+
+            yield Progress("load", 0, 2, "reading the checkpoint")
+            model, mcfg, vocab, _, payload = load_checkpoint(ckpt)
+            yield Progress("load", 1, 2, "matching genes")
+            b, rebuilt = self._bundle_for(bundle, vocab)
+            model.eval()
+            return model, b, rebuilt, payload
+
+        def done(out):
+            model, b, rebuilt, payload = out
+            if rebuilt:
+                self.state.set_bundle(b, {**self.state.bundle_source, "vocab": "checkpoint"})
+            self.state.set_model(model, None, {"checkpoint": ckpt, "metrics": payload.get("metrics", {})})
+            self.info.setText(f"Loaded {Path(ckpt).name}. Next: Predict.")
+
+        self.job.start(job, desc="Load checkpoint", on_done=done)
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", "segger_model.pt", "Checkpoints (*.pt)")
+        if path:
+            self.save_checkpoint(path)
+
+    def save_checkpoint(self, path: str | Path) -> Path | None:
+        """Save the current run's weights to ``path`` (a safe checkpoint)."""
+        run = self.state.run
+        if run is None:
+            self.guarded(self._reraise, SeggerInputError("nothing to save; train a model first"))
+            return None
+        out = self.guarded(run.save_checkpoint, path)
+        if out is not None:
+            from napari.utils.notifications import show_info
+
+            show_info(f"checkpoint saved: {out}")
+            self.panel.status.setText(f"saved {out}")
+        return out
