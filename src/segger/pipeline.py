@@ -8,6 +8,7 @@ output (or none), never a half-written one. Inputs are only read.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -66,8 +67,8 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
     if output.resolve() == input_path.resolve():
         raise SeggerInputError(f"output {output} is the input folder: choose another --output so inputs stay untouched")
     graph = (graph or GraphParams()).validate()
-    train_cfg = train or TrainConfig()
-    pred_cfg = predict or PredictConfig()
+    train_cfg = dataclasses.replace(train) if train is not None else TrainConfig()  # never mutate the caller's
+    pred_cfg = dataclasses.replace(predict) if predict is not None else PredictConfig()
     train_cfg.device = device
     pred_cfg.device = device
     train_cfg.validate()
@@ -111,9 +112,11 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                    f"{summ['n_belongs']:,} nucleus links, {summ['n_candidates']:,} candidates", dict(summ))
 
     # stage outputs inside the output folder, move into place at the end
+    created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     stage = output / f".segger-staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
+    complete = False
     try:
         # train (or reuse)
         t = time.perf_counter()
@@ -173,21 +176,52 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
             extra={"filter_report": sample.filter_report.to_dict(), "graph_summary": summ, "warnings": warnings,
                    "training_history": history, "n_cells": int(adata.n_obs)},
         )
-        # move into place: the run JSON last, so its presence marks a complete output
-        files = {}
-        if (stage / "model").is_dir():
-            dest = output / "model"
-            dest.mkdir(exist_ok=True)
-            for f in (stage / "model").iterdir():
-                os.replace(f, dest / f.name)
-                files[f"model/{f.name}"] = dest / f.name
-        for name in OUTPUT_FILES:
-            os.replace(stage / name, output / name)
-            files[name] = output / name
+        # move into place. segger_run.json marks a complete output: the previous one is removed
+        # first and the new one written last, so a folder with a run JSON is never a mixture
+        files = publish(stage, output)
+        complete = True
         yield Progress("export", 4, 4, f"wrote {output}")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not complete and created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # a failed first run leaves no empty folder behind
     return SegmentResult(output, result, bundle, model, qc, timings, files, warnings)
+
+
+def publish(stage: Path, output: Path) -> dict[str, Path]:
+    """Move the staged outputs into ``output`` (same file system, each move atomic).
+
+    The previous run's files are first moved aside (``segger_run.json``, the completeness marker,
+    first) and the new ones moved in with the new marker last; if a move fails, the new files are
+    taken out again and the previous ones restored. A kill part-way leaves a folder without
+    ``segger_run.json`` (plus the ``.segger-previous-*`` backup), never a mixture that looks complete.
+    """
+    rels = [f"model/{f.name}" for f in sorted((stage / "model").iterdir())] if (stage / "model").is_dir() else []
+    rels += list(OUTPUT_FILES)  # segger_run.json last
+    backup = output / f".segger-previous-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    saved: list[str] = []
+    placed: list[str] = []
+    try:
+        for rel in ["segger_run.json"] + [r for r in rels if r != "segger_run.json"]:
+            if (output / rel).exists():
+                (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(output / rel, backup / rel)
+                saved.append(rel)
+        for rel in rels:
+            (output / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, output / rel)
+            placed.append(rel)
+    except BaseException:
+        for rel in placed:
+            (output / rel).unlink(missing_ok=True)
+        for rel in reversed(saved):
+            os.replace(backup / rel, output / rel)
+        if (output / "model").is_dir() and not any((output / "model").iterdir()):
+            (output / "model").rmdir()
+        raise
+    finally:
+        shutil.rmtree(backup, ignore_errors=True)
+    return {rel: output / rel for rel in rels}
 
 
 def segment(input_path, output, callback=None, **kwargs) -> SegmentResult:

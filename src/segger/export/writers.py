@@ -129,6 +129,10 @@ def cell_boundaries(
     ok = (codes >= 0) & np.isfinite(xy).all(axis=1)
     n_tx = np.bincount(codes[ok], minlength=len(labels))
     listed = n_tx >= max(1, int(min_transcripts))
+    if not listed.any():  # nothing assigned: an empty table with the right columns
+        return pd.DataFrame({"cell_id": pd.Series(dtype=object), "geometry": pd.Series(dtype=object),
+                             "area_um2": pd.Series(dtype=float), "n_transcripts": pd.Series(dtype=np.int64),
+                             "centroid_x": pd.Series(dtype=float), "centroid_y": pd.Series(dtype=float)})
     ok &= listed[np.where(codes >= 0, codes, 0)]
     if not ok.any():
         return pd.DataFrame(

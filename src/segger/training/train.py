@@ -371,7 +371,11 @@ class TrainingRun:
         from segger.progress import deterministic_threads
 
         with deterministic_threads(self.config.deterministic and resolve_device(self.config.device)[0] == "cpu"):
-            result = yield from self._iter_train()
+            try:
+                result = yield from self._iter_train()
+            except GeneratorExit:  # closed by the consumer (GUI cancel), at whatever step
+                self.info["cancelled"] = True
+                raise
         return result
 
     def _iter_train(self) -> Iterator[Progress]:

@@ -1,0 +1,108 @@
+"""segger.prediction.attention_edges on the tiny lung model, for both attention edge types."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from segger.data import TX_BD, TX_CAND, TX_TX
+from segger.errors import SeggerInputError
+from segger.prediction import attention_edges
+
+pytestmark = pytest.mark.slow  # uses the model trained on the real lung crop
+
+
+@pytest.fixture(scope="module")
+def full(lung_trained, pkg_lung_graph, core_env_ctx):
+    """All attention edges of the last layer (top_k large) per edge type."""
+    with core_env_ctx():
+        return {et: attention_edges(lung_trained.model, pkg_lung_graph, et, top_k=10_000, device="cpu")
+                for et in (TX_TX, TX_BD)}
+
+
+def _edge_keys(ei: np.ndarray, n_dst: int) -> np.ndarray:
+    return ei[0].astype(np.int64) * n_dst + ei[1]
+
+
+@pytest.mark.parametrize("et", [TX_TX, TX_BD], ids=["tx-tx", "tx-bd"])
+def test_shapes_and_weights(full, pkg_lung_graph, et):
+    df = full[et]
+    assert list(df.columns) == ["src", "dst", "weight"]
+    assert df["src"].dtype == np.int64 and df["dst"].dtype == np.int64 and df["weight"].dtype == np.float32
+    n_tx, n_bd = pkg_lung_graph.data["tx"].num_nodes, pkg_lung_graph.data["bd"].num_nodes
+    n_dst = n_tx if et == TX_TX else n_bd
+    assert df["src"].between(0, n_tx - 1).all() and df["dst"].between(0, n_dst - 1).all()
+    w = df["weight"].to_numpy()
+    assert np.isfinite(w).all() and (w >= 0).all() and (w <= 1 + 1e-6).all()
+    # with no top-k cut, these are exactly the graph's edges of that type (no self loops added)
+    ei = pkg_lung_graph.data[et].edge_index.numpy()
+    assert len(df) == ei.shape[1]
+    got = np.sort(_edge_keys(df[["src", "dst"]].to_numpy().T, n_dst))
+    np.testing.assert_array_equal(got, np.sort(_edge_keys(ei, n_dst)))
+    # softmax over each destination's incoming edges (mean over heads keeps the sum at 1)
+    sums = df.groupby("dst")["weight"].sum().to_numpy()
+    np.testing.assert_allclose(sums, 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("et", [TX_TX, TX_BD], ids=["tx-tx", "tx-bd"])
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_top_k_respected(lung_trained, pkg_lung_graph, full, et, top_k):
+    df = attention_edges(lung_trained.model, pkg_lung_graph, et, top_k=top_k, device="cpu")
+    owner = "dst" if et == TX_TX else "src"  # the transcript the edge is about
+    assert df.groupby(owner).size().max() <= top_k
+    # the kept edges are each owner's strongest
+    all_df = full[et]
+    kth = all_df.assign(r=all_df.groupby(owner)["weight"].rank(ascending=False, method="first"))
+    kth = kth[kth["r"] == top_k].set_index(owner)["weight"]
+    kept_min = df.groupby(owner)["weight"].min()
+    common = kept_min.index.intersection(kth.index)
+    assert (kept_min.loc[common].to_numpy() >= kth.loc[common].to_numpy() - 1e-7).all()
+    # every owner keeps min(top_k, its edge count) edges
+    counts = all_df.groupby(owner).size().clip(upper=top_k)
+    pd.testing.assert_series_equal(df.groupby(owner).size().sort_index(), counts.sort_index(), check_names=False)
+
+
+def test_min_weight_filter(lung_trained, pkg_lung_graph):
+    df = attention_edges(lung_trained.model, pkg_lung_graph, TX_TX, top_k=5, min_weight=0.3, device="cpu")
+    assert (df["weight"] >= 0.3).all()
+    everything = attention_edges(lung_trained.model, pkg_lung_graph, TX_TX, top_k=5, device="cpu")
+    assert len(df) == int((everything["weight"] >= 0.3).sum())
+
+
+def test_layers_and_heads(lung_trained, pkg_lung_graph):
+    from segger.models.attention import attention_layers
+
+    m = lung_trained.model
+    names = [name for name, et, _ in attention_layers(m) if et == TX_TX]
+    assert len(names) == 3 and names[0].endswith("conv_first") and names[-1].endswith("conv_last")
+    first = attention_edges(m, pkg_lung_graph, TX_TX, layer=0, top_k=2, device="cpu")
+    named = attention_edges(m, pkg_lung_graph, TX_TX, layer=names[0], top_k=2, device="cpu")
+    pd.testing.assert_frame_equal(first, named)
+    last = attention_edges(m, pkg_lung_graph, TX_TX, layer=-1, top_k=2, device="cpu")
+    assert not first["weight"].equals(last["weight"])
+    h0 = attention_edges(m, pkg_lung_graph, TX_TX, head=0, top_k=2, device="cpu")
+    hmax = attention_edges(m, pkg_lung_graph, TX_TX, head="max", top_k=2, device="cpu")
+    assert ((h0["weight"] >= 0) & (h0["weight"] <= 1)).all() and ((hmax["weight"] <= 1 + 1e-6)).all()
+    with pytest.raises(SeggerInputError):
+        attention_edges(m, pkg_lung_graph, TX_TX, layer=99, device="cpu")
+    with pytest.raises(SeggerInputError):
+        attention_edges(m, pkg_lung_graph, TX_TX, layer="no_such_layer", device="cpu")
+    with pytest.raises(SeggerInputError):
+        attention_edges(m, pkg_lung_graph, TX_TX, head=7, device="cpu")
+    with pytest.raises(SeggerInputError, match="attention is recorded"):
+        attention_edges(m, pkg_lung_graph, TX_CAND, device="cpu")
+
+
+def test_attention_leaves_the_model_as_it_was(lung_trained, pkg_lung_graph):
+    m = lung_trained.model
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    attention_edges(m, pkg_lung_graph, TX_BD, device="cpu")
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(p.device.type == "cpu" for p in m.parameters())
+    # capture is switched off again afterwards
+    from segger.models.segger_model import AttentionGATv2Conv
+
+    convs = [c for c in m.modules() if isinstance(c, AttentionGATv2Conv)]
+    assert convs and not any(c.capture for c in convs)
