@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test test-fast venv clean bench screenshots
+.PHONY: demo test test-fast venv clean bench docs screenshots
 
 venv: $(STAMP)
 
@@ -29,6 +29,14 @@ test-fast: $(STAMP)
 
 screenshots: $(STAMP)
 	SEGGER_UPDATE_SCREENSHOTS=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/napari/test_napari_screenshots.py
+
+# the documentation site into site/ (mkdocs-material + mkdocstrings); strict: any warning fails
+$(VENV)/.docs-installed: $(STAMP) pyproject.toml
+	$(PIP) install -q -c constraints.txt -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) benchmarks/quality.py --json benchmarks/quality.json

@@ -1,4 +1,4 @@
-"""The ``segger`` command: segment, train, predict, qc.
+"""The ``segger`` command: segment, train, predict, qc, export.
 
 Bad input ends with exit code 2 and one line on stderr naming the file/column and the fix
 (``--debug`` shows the traceback instead).
@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from segger import __version__
-from segger.errors import SeggerError, one_line
+from segger.errors import SeggerError, SeggerInputError, one_line
 
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
@@ -23,8 +23,9 @@ DEFAULT_EPOCHS = 30
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="Xenium / MERSCOPE / CosMx output folder, or a transcripts table (.parquet/.csv)")
-    p.add_argument("--platform", default="auto", choices=["auto", "xenium", "merscope", "cosmx", "table"],
+    p.add_argument("input", help="Xenium / MERSCOPE / CosMx output folder, a transcripts table (.parquet/.csv), "
+                                 "or a SpatialData .zarr store")
+    p.add_argument("--platform", default="auto", choices=["auto", "xenium", "merscope", "cosmx", "table", "spatialdata"],
                    help="input layout (default: detected from the files)")
     p.add_argument("--min-qv", type=float, default=20.0, help="drop transcripts with quality below this (default 20)")
     p.add_argument("--keep-controls", action="store_true", help="keep control probes (NegControl*, BLANK*, ...)")
@@ -68,12 +69,19 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-fragment-size", type=int, default=10, help="min transcripts in a fragment cell (default 10)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (the full usage stays under --help)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segger", description="Segger: GNN cell segmentation for imaging-based spatial transcriptomics.")
+    parser = _Parser(prog="segger", description="Segger: GNN cell segmentation for imaging-based spatial transcriptomics.")
     parser.add_argument("--version", action="version", version=f"segger {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,10 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_graph(p)
     _add_predict(p)
 
+    p = sub.add_parser("finetune", help="fine-tune a model on point-and-click corrections, then segment")
+    _add_input(p)
+    p.add_argument("--checkpoint", required=True, help="the model to fine-tune")
+    p.add_argument("--corrections", required=True, help="corrections file (CSV/parquet: transcript_id, previous_cell, new_cell)")
+    p.add_argument("--output", "-o", required=True, help="output folder (model/finetuned.pt + segmentation)")
+    p.add_argument("--steps", type=int, default=15, help="fine-tuning steps (default 15)")
+    p.add_argument("--correction-weight", type=float, default=5.0, help="loss weight of a correction (default 5)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--reference-column", default="cell_id", help="vendor cell id column for QC")
+    _add_graph(p)
+    _add_predict(p)
+
     p = sub.add_parser("qc", help="QC table of a segger output folder (writes qc.json)")
     p.add_argument("output", help="a folder written by segger segment/predict")
     p.add_argument("--reference-column", default="cell_id", help="reference cell id column (default cell_id)")
     p.add_argument("--json", default=None, help="write the report here instead of OUTPUT/qc.json")
+
+    from segger.cli.export_cmd import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 
@@ -253,7 +277,44 @@ def cmd_qc(a, bar) -> int:
     return 0
 
 
-COMMANDS = {"segment": cmd_segment, "train": cmd_train, "predict": cmd_predict, "qc": cmd_qc}
+def cmd_export(a, bar) -> int:
+    from segger.cli.export_cmd import cmd_export as run_export
+
+    return run_export(a, bar)
+
+
+def cmd_finetune(a, bar) -> int:
+    from segger.corrections import CorrectionStore, FinetuneConfig, FinetuneRun
+    from segger.data import build_graph
+    from segger.io import read_sample
+    from segger.pipeline import segment
+    from segger.progress import run
+    from segger.training import load_checkpoint, save_checkpoint
+    from segger.validation import format_qc_table
+
+    store = CorrectionStore.load(a.corrections, autosave=False)
+    if len(store) == 0:
+        raise SeggerInputError(f"corrections file {a.corrections} holds no corrections (or does not exist)")
+    model, mcfg, vocab, params, _ = load_checkpoint(a.checkpoint)
+    sample = read_sample(a.input, **_read_kwargs(a))
+    bundle = build_graph(sample.transcripts, sample.nuclei, _graph_params(a), vocab=vocab)
+    ft = FinetuneRun(model, bundle, store.effective(), FinetuneConfig(steps=a.steps, correction_weight=a.correction_weight))
+    run(ft.iter_finetune(), bar)
+    out = Path(a.output)
+    ckpt = save_checkpoint(out / "model" / "finetuned.pt", ft.model, mcfg, vocab, bundle.params,
+                           train_config={"finetune": ft.config.to_dict(), "corrections": str(a.corrections)})
+    a.epochs, a.learning_rate, a.hidden_channels, a.out_channels, a.heads, a.num_mid_layers = 0, 5e-3, 32, 32, 3, 3
+    a.seed, a.devices, a.strategy, a.num_nodes = 0, "1", "auto", 1
+    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a),
+                  predict=_predict_config(a), checkpoint=ckpt, device=a.device, reference_column=a.reference_column,
+                  corrections=store, **_read_kwargs(a))
+    bar.close()
+    print(format_qc_table(res.qc))
+    print(f"fine-tuned on {len(store)} corrections; model {ckpt}; wrote {res.output}")
+    return 0
+
+
+COMMANDS = {"segment": cmd_segment, "finetune": cmd_finetune, "train": cmd_train, "predict": cmd_predict, "qc": cmd_qc, "export": cmd_export}
 
 
 def _quiet_libraries() -> None:

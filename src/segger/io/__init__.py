@@ -34,9 +34,36 @@ from segger.io.readers import (
     SpatialSample,
     check_units,
     detect_platform,
-    read_sample,
     read_transcripts,
 )
+from segger.io.readers import read_sample as _read_vendor_sample
+from segger.io.spatialdata import is_spatialdata_store  # no spatialdata import: file names only
+
+
+def read_sample(path, platform: str = "auto", **kwargs) -> SpatialSample:
+    """Read a vendor folder, a transcripts table or a SpatialData store into a :class:`SpatialSample`.
+
+    A SpatialData zarr store (``platform="spatialdata"``, or ``"auto"`` on a folder that is one)
+    or an in-memory ``spatialdata.SpatialData`` object is read by
+    :func:`segger.io.spatialdata.read_spatialdata` (optional extra ``spatialdata``); everything
+    else by :func:`segger.io.readers.read_sample`, whose parameters all apply.
+    """
+    if (isinstance(platform, str) and platform.lower() == "spatialdata") or (
+        isinstance(platform, str) and platform.lower() == "auto"
+        and (is_spatialdata_store(path) or type(path).__name__ == "SpatialData")
+    ):
+        from segger.io.spatialdata import read_spatialdata
+
+        return read_spatialdata(path, **kwargs)
+    return _read_vendor_sample(path, platform, **kwargs)
+
+
+def read_spatialdata(store, **kwargs) -> SpatialSample:
+    """Lazy alias of :func:`segger.io.spatialdata.read_spatialdata` (needs ``spatialdata``)."""
+    from segger.io.spatialdata import read_spatialdata as _read
+
+    return _read(store, **kwargs)
+
 
 __all__ = [
     "BOUNDARY_KINDS",
@@ -54,6 +81,7 @@ __all__ = [
     "control_mask",
     "crop_nuclei",
     "detect_platform",
+    "is_spatialdata_store",
     "empty_nuclei",
     "filter_transcripts",
     "load_label_image",
@@ -64,6 +92,7 @@ __all__ = [
     "nuclei_warnings",
     "read_polygons",
     "read_sample",
+    "read_spatialdata",
     "read_table",
     "read_transcripts",
 ]
