@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,19 @@ import pytest
 import segger
 
 SAMPLE_DATA = Path(segger.__file__).resolve().parent / "sample_data"
+
+
+def _shared_data() -> Path:
+    """The shared real crops: $SEGGER_SHARED_DATA, else ../shared/data beside the checkout (as CI
+    lays it out), else /work/shared/data. Exported so every test folder's helpers agree."""
+    env = os.environ.get("SEGGER_SHARED_DATA")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if beside.is_dir() else Path("/work/shared/data")
+
+
+os.environ["SEGGER_SHARED_DATA"] = str(_shared_data())
 
 #: Smallest sensible model: fast on 2 shared CPU cores.
 TINY_MODEL = dict(hidden_channels=16, out_channels=16, heads=2, num_mid_layers=1)

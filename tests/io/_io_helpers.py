@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import shapely
 
 from segger import schema
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(os.environ.get("SEGGER_SHARED_DATA", "/work/shared/data"))
 PACKAGED = Path(__file__).resolve().parents[2] / "src" / "segger" / "sample_data"
 
 

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(os.environ.get("SEGGER_SHARED_DATA", "/work/shared/data"))
 PACKAGED = Path(__file__).resolve().parents[2] / "src" / "segger" / "sample_data"
 # Screenshots land in docs/images/ only when asked (`make screenshots`); a plain `make test`
 # writes them to a scratch folder so it never leaves changes in the working tree.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import segger
 
 _PKG_DATA = Path(segger.__file__).parent / "sample_data"
-_SHARED = Path("/work/shared/data")
+_SHARED = Path(os.environ.get("SEGGER_SHARED_DATA", "/work/shared/data"))
 CROPS = {
     "lung": [_PKG_DATA / "xenium_lung", _SHARED / "xenium_lung_segger"],
     "segtraq": [_PKG_DATA / "xenium_breast", _SHARED / "xenium_breast_segtraq"],
