@@ -7,9 +7,7 @@ Bad input ends with exit code 2 and one line on stderr naming the file/column an
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path

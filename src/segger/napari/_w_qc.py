@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -26,49 +25,9 @@ from segger.napari._plots import HistogramPlot
 from segger.napari._viewer import find_layer
 from segger.napari.layers import LAYER_CELLS, LAYER_TRANSCRIPTS
 from segger.progress import Progress
+from segger.validation import qc_rows
 
 NO_REFERENCE = "(none)"
-
-
-def _fmt(v: Any, kind: str = "float") -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float) and not math.isfinite(v):
-        return "–"
-    if kind == "int":
-        return f"{int(v):,}"
-    if kind == "pct":
-        return f"{100 * float(v):.1f}%"
-    if kind == "rate":
-        return f"{float(v):.4f}"
-    return f"{float(v):.1f}"
-
-
-def qc_rows(report: dict) -> list[tuple[str, str, str]]:
-    """(metric, segger, reference) rows of a :func:`segger.validation.qc_report`."""
-    ref = report.get("reference") or {}
-    tpc = report.get("transcripts_per_cell") or {}
-    rtpc = ref.get("transcripts_per_cell") or {}
-    n_pairs = len(report.get("mecr_gene_pairs") or [])
-    rows = [
-        ("transcripts", _fmt(report.get("n_transcripts"), "int"),
-         _fmt(report.get("n_transcripts"), "int") if ref else "–"),
-        ("fraction assigned", _fmt(report.get("fraction_assigned"), "pct"), _fmt(ref.get("fraction_assigned"), "pct")),
-        ("cells", _fmt(tpc.get("n_cells"), "int"), _fmt(rtpc.get("n_cells"), "int")),
-        ("transcripts / cell (median)", _fmt(tpc.get("median")), _fmt(rtpc.get("median"))),
-        ("transcripts / cell (mean)", _fmt(tpc.get("mean")), _fmt(rtpc.get("mean"))),
-        (f"MECR ({n_pairs} pairs; lower is better)", _fmt(report.get("mecr"), "rate"), _fmt(ref.get("mecr"), "rate")),
-    ]
-    if report.get("n_mecr_flagged_cells") is not None:
-        rows.append(("cells with exclusive pairs", _fmt(report["n_mecr_flagged_cells"], "int"), "–"))
-    if report.get("agreement") is not None:
-        rows.append(("agreement with reference", _fmt(report["agreement"], "pct"), "–"))
-    for k, v in (report.get("assignment_counts") or {}).items():
-        rows.append((f"assignment: {k}", _fmt(v, "int"), "–"))
-    score = report.get("score") or {}
-    if score:
-        rows.append(("score median (assigned)", _fmt(score.get("median_assigned"), "rate"), "–"))
-    return rows
 
 
 def cell_stats(result, cell_id: str, reference_column: str | None = None) -> dict:

@@ -8,7 +8,6 @@ model can be rebuilt and a mismatching input panel is caught with a clear messag
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 

@@ -13,7 +13,7 @@ import math
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -223,6 +223,8 @@ class SeggerLightningModule(pl.LightningModule):
             bel.cpu(), batch[TX_CAND].edge_index.cpu(), batch["bd"].num_nodes, eligible, self._gen,
             self.config.supervision_ratio, self.config.neg_ratio, self.config.hard_fraction)
         if labels.numel() == 0:
+            if self._trainer is not None and self._trainer.world_size > 1:  # all ranks join each all-reduce
+                return sum(p.sum() for p in self.model.parameters()) * 0.0
             return None
         drop = (sup | batch.hidden.cpu()).to(bel.device)
         z = self(*message_graph(batch, drop))
@@ -313,6 +315,20 @@ class _SafeCheckpoint:
             self.run._write(self.dir / "best.pt", pl_module.model, rec, trainer.current_epoch + 1, trainer.global_step, opt)
 
 
+class _LiveEvents:
+    """Queue stand-in for :meth:`TrainingRun.fit`: events go straight to the callback."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def put(self, ev) -> None:
+        if ev is not None:
+            self.callback(ev)
+
+    def get(self):
+        return None  # everything was delivered already
+
+
 class TrainingRun:
     """One training (or fine-tuning) run.
 
@@ -323,7 +339,7 @@ class TrainingRun:
 
     def __init__(self, bundle: GraphBundle, config: TrainConfig | None = None, checkpoint: str | Path | None = None,
                  checkpoint_dir: str | Path | None = None, resume: bool = False):
-        from segger.training.checkpoint import load_checkpoint, read_checkpoint
+        from segger.training.checkpoint import load_checkpoint
 
         self.bundle = bundle
         self.config = (config or TrainConfig()).validate()
@@ -331,6 +347,7 @@ class TrainingRun:
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {}
         self.start_epoch = 0
+        self.global_rank = 0  # set by multi-process training; only rank 0 writes checkpoints
         self._optimizer_state = None
         state = None
         if checkpoint is not None:
@@ -367,18 +384,47 @@ class TrainingRun:
         self._write(Path(path), self.model, self.history[-1] if self.history else {}, self.start_epoch + len(self.history), 0)
         return Path(path)
 
-    def iter_train(self) -> Iterator[Progress]:
+    @property
+    def multi_process(self) -> bool:
+        """True when Lightning runs several processes (``devices`` > 1, ``num_nodes`` > 1 or a ddp
+        strategy): their launchers need the calling (main) thread, see :meth:`fit`."""
+        c = self.config
+        d = c.devices
+        many = len(d) > 1 if isinstance(d, (list, tuple)) else str(d).strip() not in ("1", "auto", "")
+        return many or int(c.num_nodes) > 1 or str(c.strategy).startswith("ddp")
+
+    def fit(self, callback=None) -> "TrainingRun":
+        """Train in the calling thread (no background thread) and return the run; ``callback``
+        receives each :class:`Progress` (rank 0 only). The path for multi-process training
+        (``devices=N, strategy='ddp'``, ``num_nodes``): Lightning's DDP launchers re-run the
+        program for the other ranks and set up signal handling in the main thread. Each rank
+        trains on its own share of the tiles (Lightning's distributed sampler) and only rank 0
+        writes checkpoints; :attr:`global_rank` tells the ranks apart afterwards."""
+        self._live_callback = callback
+        gen = self.iter_train(_in_thread=True)
+        try:
+            while True:
+                try:
+                    ev = next(gen)
+                except StopIteration:
+                    return self
+                if callback is not None:
+                    callback(ev)
+        finally:
+            self._live_callback = None
+
+    def iter_train(self, _in_thread: bool = False) -> Iterator[Progress]:
         from segger.progress import deterministic_threads
 
         with deterministic_threads(self.config.deterministic and resolve_device(self.config.device)[0] == "cpu"):
             try:
-                result = yield from self._iter_train()
+                result = yield from self._iter_train(_in_thread or self.multi_process)
             except GeneratorExit:  # closed by the consumer (GUI cancel), at whatever step
                 self.info["cancelled"] = True
                 raise
         return result
 
-    def _iter_train(self) -> Iterator[Progress]:
+    def _iter_train(self, in_thread: bool = False) -> Iterator[Progress]:
         cfg = self.config
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         yield Progress("train", 0, None, "preparing tiles")
@@ -390,12 +436,14 @@ class TrainingRun:
         if cfg.devices not in (1, "1") and cfg.device in ("auto", "cuda", "cpu"):
             devices = cfg.devices
         precision = cfg.precision or ("bf16-mixed" if accelerator == "gpu" else "32-true")
-        events: queue.Queue = queue.Queue()
+        strategy = "ddp_find_unused_parameters_true" if cfg.strategy == "ddp" else cfg.strategy
+        live = getattr(self, "_live_callback", None) if in_thread else None
+        events = _LiveEvents(live) if live is not None else queue.Queue()
         stop = threading.Event()
         ckpt = _SafeCheckpoint(self, self.checkpoint_dir) if self.checkpoint_dir else None
         cb = _ProgressCallback(events, stop, total, ckpt)
         trainer = pl.Trainer(
-            max_epochs=epochs_left, accelerator=accelerator, devices=devices, strategy=cfg.strategy,
+            max_epochs=epochs_left, accelerator=accelerator, devices=devices, strategy=strategy,
             num_nodes=cfg.num_nodes, precision=precision, gradient_clip_val=cfg.grad_clip,
             logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             callbacks=[cb], num_sanity_val_steps=0, deterministic=False, log_every_n_steps=1,
@@ -421,8 +469,12 @@ class TrainingRun:
                 events.put(None)
 
         t0 = time.perf_counter()
+        if in_thread:  # multi-process (DDP) or fit(): the launcher needs this (main) thread
+            _fit()  # its events are queued (or went live to fit()'s callback) and drained below
+            self.global_rank = int(trainer.global_rank)
         thread = threading.Thread(target=_fit, name="segger-train", daemon=True)
-        thread.start()
+        if not in_thread:
+            thread.start()
         cancelled = False
         try:
             while True:
@@ -436,7 +488,8 @@ class TrainingRun:
         finally:
             # reached on normal end, on error and when the consumer closes the generator (cancel)
             stop.set()
-            thread.join()
+            if thread.is_alive() or thread.ident is not None:
+                thread.join()
             self.history = list(cb.history)
             self.info["seconds"] = time.perf_counter() - t0
             self.info["cancelled"] = cancelled

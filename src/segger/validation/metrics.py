@@ -617,8 +617,8 @@ def _fmt(v: Any, kind: str = "float") -> str:
     return f"{float(v):.1f}"
 
 
-def format_qc_table(report: dict[str, Any]) -> str:
-    """Plain-text table ``metric | segger | reference`` of a :func:`qc_report` (for the CLI)."""
+def qc_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(metric, segger, reference)`` display rows of a :func:`qc_report` (CLI table and GUI)."""
     ref = report.get("reference") or {}
     tpc = report.get("transcripts_per_cell") or {}
     rtpc = ref.get("transcripts_per_cell") or {}
@@ -644,6 +644,13 @@ def format_qc_table(report: dict[str, Any]) -> str:
     score = report.get("score")
     if score:
         rows.append(("score median (assigned)", _fmt(score.get("median_assigned"), "rate"), "-"))
+    return rows
+
+
+def format_qc_table(report: dict[str, Any]) -> str:
+    """Plain-text table ``metric | segger | reference`` of a :func:`qc_report` (for the CLI)."""
+    ref = report.get("reference") or {}
+    rows = qc_rows(report)
     ref_name = f"reference ({ref['column']})" if ref.get("column") else "reference"
     header = ("metric", "segger", ref_name)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
