@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/segger qc $(DEMO_OUT) --reference-column cell_id
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	SEGGER_REQUIRE_EXTRAS=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
