@@ -31,6 +31,10 @@ def _can_read(path: str) -> bool:
     p = Path(path)
     if not p.exists():
         return False
+    from segger.io.spatialdata import is_spatialdata_store
+
+    if p.is_dir() and is_spatialdata_store(p):
+        return True  # read through segger.io.read_sample like every other input
     if p.is_file() and not p.name.lower().endswith(TABLE_SUFFIXES):
         return False
     try:
