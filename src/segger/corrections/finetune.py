@@ -151,9 +151,10 @@ def neighbourhood(bundle: GraphBundle, tx_index: np.ndarray, radius: float) -> n
     pos = bundle.data["tx"].pos.numpy()[:, :2]
     if len(tx_index) == 0:
         return np.zeros(0, dtype=np.int64)
-    tree = cKDTree(pos)
-    near = tree.query_ball_point(pos[np.unique(tx_index)], r=radius)
-    return np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in near]))
+    # one vectorised query of every transcript against the (few) corrected ones: no Python lists
+    d, _ = cKDTree(pos[np.unique(tx_index)]).query(pos, k=1, distance_upper_bound=np.nextafter(radius, np.inf),
+                                                   workers=-1)
+    return np.flatnonzero(np.isfinite(d))
 
 
 def repredict_region(prediction, model: torch.nn.Module, core_tx: np.ndarray, margin: float = 40.0,

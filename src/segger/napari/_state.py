@@ -29,6 +29,8 @@ class SeggerState(QObject):
     result_changed = Signal()
     #: a cell id picked in a widget (QC list, click on the canvas)
     cell_selected = Signal(str)
+    #: the correction log was edited, undone/redone, or replaced (new data)
+    corrections_changed = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,6 +42,9 @@ class SeggerState(QObject):
         self.prediction = None  # segger.prediction.Prediction (cached scores)
         self.result = None  # result DataFrame of the last assign()
         self.result_params: dict = {}
+        #: where the data came from: {"path": folder/table or None, "sample": bundled sample key or None}
+        self.data_source: dict = {}
+        self.corrections = None  # segger.corrections.CorrectionStore of this data (sidecar-backed)
 
     # setters emit the signals (call on the main thread only)
     def set_bundle(self, bundle, source: dict | None = None) -> None:
@@ -64,8 +69,30 @@ class SeggerState(QObject):
 
     def set_result(self, result, params: dict | None = None) -> None:
         self.result = result
-        self.result_params = dict(params or {})
+        self.result_params = dict(params or {}) if params is not None else self.result_params
         self.result_changed.emit()
+
+    def set_corrections(self, store, source: dict | None = None) -> None:
+        self.corrections = store
+        if source is not None:
+            self.data_source = dict(source)
+        self.corrections_changed.emit()
+
+
+def data_source_of(viewer: Any, layer_name: str | None) -> dict:
+    """Where the transcripts layer ``layer_name`` was read from: ``{"path", "sample"}``.
+
+    The reader and the sample-data loader store the source folder (``source``) and, for the
+    bundled crops, the sample key (``sample``) in the layer's ``metadata["segger"]``.
+    """
+    if not layer_name:
+        return {"path": None, "sample": None}
+    for layer in viewer.layers:
+        if layer.name == layer_name:
+            meta = (layer.metadata or {}).get("segger", {}) or {}
+            path = meta.get("source") or None
+            return {"path": str(path) if path else None, "sample": meta.get("sample") or None}
+    return {"path": None, "sample": None}
 
 
 def get_state(viewer: Any) -> SeggerState:
