@@ -41,7 +41,7 @@ class PredictConfig:
     fragments: bool = True
     fragment_similarity: float = 0.9  # min cosine similarity of GNN embeddings along a fragment edge
     min_fragment_size: int = 10
-    tile_tx: int = 60_000  # predict in tiles of about this many transcripts (larger inputs)
+    tile_tx: int = 250_000  # predict in tiles of about this many transcripts (larger inputs; ~0.5 GB each)
     tile_margin: float = 30.0  # µm of context around a prediction tile
     device: str = "auto"
     deterministic: bool = True  # on CPU: one intra-op thread, so runs repeat bit for bit
@@ -78,12 +78,26 @@ class Prediction:
         self.nn_src, self.nn_dst, self.nn_sim = nn_src, nn_dst, nn_sim
         n_tx = bundle.data["tx"].num_nodes
         # best candidate per transcript (ties → lower nucleus index, deterministic)
-        order = np.lexsort((cand_bd, -cand_score, cand_tx))
-        t, first = cand_tx[order], np.r_[True, cand_tx[order][1:] != cand_tx[order][:-1]] if len(order) else np.zeros(0, bool)
         self.best_bd = np.full(n_tx, -1, dtype=np.int64)
         self.best_score = np.zeros(n_tx, dtype=np.float32)
-        self.best_bd[t[first]] = cand_bd[order][first]
-        self.best_score[t[first]] = cand_score[order][first]
+        if len(cand_tx) and not np.isnan(cand_score).any():
+            # segment max per transcript (O(n), no 3-key lexsort); same ties rule
+            t, b, sc = cand_tx, cand_bd, cand_score
+            if (t[1:] < t[:-1]).any():
+                order = np.argsort(t, kind="stable")
+                t, b, sc = t[order], b[order], sc[order]
+            starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+            seg_max = np.maximum.reduceat(sc, starts)
+            seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(t)]))
+            big = np.iinfo(np.int64).max
+            self.best_bd[t[starts]] = np.minimum.reduceat(np.where(sc == seg_max[seg], b, big), starts)
+            self.best_score[t[starts]] = seg_max
+        elif len(cand_tx):
+            order = np.lexsort((cand_bd, -cand_score, cand_tx))
+            t, first = cand_tx[order], np.r_[True, cand_tx[order][1:] != cand_tx[order][:-1]]
+            self.best_bd[t[first]] = cand_bd[order][first]
+            self.best_score[t[first]] = cand_score[order][first]
+        self._bd_ids = None
         bel = bundle.data[TX_BD].edge_index.numpy()
         self.own_bd = np.full(n_tx, -1, dtype=np.int64)
         self.own_bd[bel[0]] = bel[1]
@@ -116,30 +130,53 @@ class Prediction:
         labels[valid] = remap[comp[valid]]
         return labels
 
-    def assign(self, score_cut: float | None = None, fragments: bool | None = None,
-               fragment_similarity: float | None = None, min_fragment_size: int | None = None) -> pd.DataFrame:
-        """Result table: the transcripts + ``segger_cell_id``, ``score``, ``assignment``."""
+    def assign_codes(self, score_cut: float | None = None, fragments: bool | None = None,
+                     fragment_similarity: float | None = None,
+                     min_fragment_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Integer form of :meth:`assign` (cheap; for recolouring): ``(cell_code, kind_code)``.
+
+        ``cell_code``: nucleus index ``>= 0``, ``-1`` unassigned, ``-2 - k`` fragment ``k``.
+        ``kind_code``: index into :data:`segger.schema.ASSIGNMENT_KINDS`.
+        """
         cfg = self.config
         cut = cfg.score_cut if score_cut is None else float(score_cut)
         frag = cfg.fragments if fragments is None else bool(fragments)
         sim = cfg.fragment_similarity if fragment_similarity is None else float(fragment_similarity)
         mfs = cfg.min_fragment_size if min_fragment_size is None else int(min_fragment_size)
         assigned = (self.best_bd >= 0) & (self.best_score >= cut)
-        bd_ids = self.bundle.nuclei[S.BD_ID].astype(str).to_numpy(dtype=object)
-        cell = np.full(self.n_tx, S.UNASSIGNED, dtype=object)
-        cell[assigned] = bd_ids[self.best_bd[assigned]]
-        kind = np.full(self.n_tx, "none", dtype=object)
-        kind[assigned] = "cytoplasm"
-        kind[assigned & (self.own_bd == self.best_bd)] = "nucleus"
+        code = np.where(assigned, self.best_bd, -1)
+        kind = np.full(self.n_tx, 3, dtype=np.int8)  # none
+        kind[assigned] = 1  # cytoplasm
+        kind[assigned & (self.own_bd == self.best_bd)] = 0  # nucleus
         if frag:
             labels = self.fragment_labels(~assigned, sim, mfs)
             fm = labels >= 0
-            cell[fm] = np.char.add("fragment-", labels[fm].astype(str)).astype(object)
-            kind[fm] = "fragment"
-        out = self.bundle.transcripts.copy()
-        out[S.SEGGER_CELL_ID] = pd.array(cell, dtype=object)
+            code[fm] = -2 - labels[fm]
+            kind[fm] = 2  # fragment
+        return code, kind
+
+    def cell_ids(self, code: np.ndarray) -> np.ndarray:
+        """``segger_cell_id`` strings for cell codes from :meth:`assign_codes`."""
+        if self._bd_ids is None:
+            self._bd_ids = self.bundle.nuclei[S.BD_ID].astype(str).to_numpy(dtype=object)
+        cell = np.full(len(code), S.UNASSIGNED, dtype=object)
+        nuc = code >= 0
+        cell[nuc] = self._bd_ids[code[nuc]]
+        fm = code <= -2
+        if fm.any():
+            k = -2 - code[fm]
+            names = np.array([f"fragment-{i}" for i in range(int(k.max()) + 1)], dtype=object)
+            cell[fm] = names[k]
+        return cell
+
+    def assign(self, score_cut: float | None = None, fragments: bool | None = None,
+               fragment_similarity: float | None = None, min_fragment_size: int | None = None) -> pd.DataFrame:
+        """Result table: the transcripts + ``segger_cell_id``, ``score``, ``assignment``."""
+        code, kind = self.assign_codes(score_cut, fragments, fragment_similarity, min_fragment_size)
+        out = self.bundle.transcripts.copy(deep=False)  # new columns only: the input table is untouched
+        out[S.SEGGER_CELL_ID] = pd.array(self.cell_ids(code), dtype=object)
         out[S.SCORE] = self.best_score
-        out[S.ASSIGNMENT] = pd.Categorical(kind, categories=list(S.ASSIGNMENT_KINDS))
+        out[S.ASSIGNMENT] = pd.Categorical.from_codes(kind, categories=list(S.ASSIGNMENT_KINDS))
         return out
 
 
@@ -152,24 +189,34 @@ def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool
     if drop_belongs:
         ei[TX_BD] = ei[TX_BD][:, :0]
     use_amp = device.type == "cuda"
+    from segger.scale.fastgnn import forward as fast_forward
+
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-        z = model(x_dict, ei)
+        # same maths as the PyG forward in cache-sized blocks (~10× faster on a CPU); falls back
+        # to the model itself for other layouts and while attention weights are captured
+        z = fast_forward(model, x_dict, ei)
+        if z is None:
+            z = model(x_dict, ei)
     return {k: v.float() for k, v in z.items()}
 
 
 @torch.no_grad()
-def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.ndarray, batch: int = 1 << 20,
+def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.ndarray, batch: int | None = None,
                  cosine: bool = False, head=None, d_rel: torch.Tensor | None = None) -> np.ndarray:
-    """``sigmoid(<a, b>)`` (or the cosine similarity) for the listed pairs, in batches."""
+    """``sigmoid(<a, b>)`` (or the cosine similarity) for the listed pairs, in batches (cache-sized
+    on a CPU, large on a GPU)."""
     out = np.empty(len(ia), dtype=np.float32)
     dev = z_a.device
+    if batch is None:
+        batch = 1 << 15 if dev.type == "cpu" else 1 << 22
     if cosine:
         z_a = torch.nn.functional.normalize(z_a, dim=-1)
         z_b = z_a if z_b is None else torch.nn.functional.normalize(z_b, dim=-1)
     for s in range(0, len(ia), batch):
         a = torch.from_numpy(ia[s:s + batch]).to(dev)
         b = torch.from_numpy(ib[s:s + batch]).to(dev)
-        dot = (z_a[a] * z_b[b]).sum(-1)
+        # index_select + in-place product: ~2.5× faster than z_a[a] * z_b[b] on a CPU
+        dot = z_a.index_select(0, a.long()).mul_(z_b.index_select(0, b.long())).sum(-1)
         if head is not None:
             dot = head(dot, None if d_rel is None else d_rel[s:s + batch].to(dev))
         out[s:s + batch] = (dot if cosine else torch.sigmoid(dot)).detach().float().cpu().numpy()
@@ -183,7 +230,16 @@ def iter_predict(model: torch.nn.Module, bundle: GraphBundle, config: PredictCon
     config = (config or PredictConfig()).validate()
     device = _device(config.device)
     with deterministic_threads(config.deterministic and device.type == "cpu"):
-        result = yield from _iter_predict(model, bundle, config, device)
+        if device.type == "cuda":  # out of GPU memory: smaller tiles, then the CPU, with a notice
+            from dataclasses import replace
+
+            from segger.prediction.oom import iter_with_oom_fallback
+
+            result = yield from iter_with_oom_fallback(
+                lambda dev, tile: _iter_predict(model, bundle, replace(config, tile_tx=tile), dev),
+                device, min(config.tile_tx, max(int(bundle.data["tx"].num_nodes), 1)))
+        else:
+            result = yield from _iter_predict(model, bundle, config, device)
     return result
 
 
