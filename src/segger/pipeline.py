@@ -24,6 +24,8 @@ from segger.data import GraphBundle, GraphParams, build_graph
 from segger.errors import SeggerInputError
 from segger.progress import Progress
 
+STAGING_PREFIX = ".segger-staging-"
+BACKUP_PREFIX = ".segger-previous-"
 OUTPUT_FILES = ("segger_transcripts.parquet", "segger_boundaries.parquet", "segger_cells.h5ad", "qc.json",
                 "segger_run.json")
 
@@ -83,9 +85,11 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                          nuclei=nuclei, nuclei_labels=nuclei_labels, pixel_size=pixel_size, labels_offset=labels_offset)
     warnings += list(sample.warnings)
     if len(sample.nuclei) == 0:
+        # name the polygons file and why its polygons were all dropped, when that is the reason
+        why = next((w for w in sample.warnings if sample.nuclei_path and w.startswith(sample.nuclei_path)), None)
         raise SeggerInputError(
-            f"{input_path}: no nuclei were found or derived, so no cell can be formed; give polygons, "
-            "--nuclei-labels FILE --pixel-size UM, or a nuclear flag so nuclei can be approximated"
+            f"{input_path}: no nuclei were found or derived{f' ({why})' if why else ''}, so no cell can be "
+            "formed; give polygons, --nuclei-labels FILE --pixel-size UM, or a nuclear flag so nuclei can be approximated"
         )
     timings["read"] = time.perf_counter() - t
     yield Progress("read", 1, 1, f"{len(sample.transcripts):,} transcripts, {len(sample.nuclei):,} nuclei "
@@ -114,7 +118,8 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
     # stage outputs inside the output folder, move into place at the end
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
-    stage = output / f".segger-staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    sweep_stale(output, STAGING_PREFIX)  # left by a killed run
+    stage = output / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
     complete = False
     try:
@@ -141,10 +146,13 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
         gen = iter_predict(model, bundle, pred_cfg)
         while True:
             try:
-                yield next(gen)
+                ev = next(gen)
             except StopIteration as stop:
                 prediction = stop.value
                 break
+            if ev.message.startswith("GPU out of memory"):  # segger.prediction.oom fell back: tell the user
+                warnings.append(ev.message)
+            yield ev
         result = prediction.assign()
         if corrections is not None:  # user corrections are authoritative
             result = corrections.apply(result)
@@ -180,6 +188,7 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
         # first and the new one written last, so a folder with a run JSON is never a mixture
         files = publish(stage, output)
         complete = True
+        sweep_stale(output, BACKUP_PREFIX)  # a killed run's backup is stale once a new output is complete
         yield Progress("export", 4, 4, f"wrote {output}")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -198,7 +207,7 @@ def publish(stage: Path, output: Path) -> dict[str, Path]:
     """
     rels = [f"model/{f.name}" for f in sorted((stage / "model").iterdir())] if (stage / "model").is_dir() else []
     rels += list(OUTPUT_FILES)  # segger_run.json last
-    backup = output / f".segger-previous-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    backup = output / f"{BACKUP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     saved: list[str] = []
     placed: list[str] = []
     try:
@@ -222,6 +231,33 @@ def publish(stage: Path, output: Path) -> dict[str, Path]:
     finally:
         shutil.rmtree(backup, ignore_errors=True)
     return {rel: output / rel for rel in rels}
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: assume alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists
+        return True
+    return True
+
+
+def sweep_stale(output: Path, prefix: str) -> list[Path]:
+    """Remove ``output/{prefix}{pid}-*`` folders whose process no longer runs (a run killed with
+    SIGKILL or a power cut cannot clean up after itself). Folders of live processes are kept."""
+    removed = []
+    for p in sorted(Path(output).glob(f"{prefix}*")):
+        try:
+            pid = int(p.name[len(prefix):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if p.is_dir() and pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def segment(input_path, output, callback=None, **kwargs) -> SegmentResult:

@@ -74,6 +74,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _add_scale(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("whole slide (out of core, Dask)")
+    g.add_argument("--out-of-core", action="store_true",
+                   help="stream a parquet input tile by tile (memory set by --tile-size, not the slide); writes "
+                        "segger_transcripts.parquet and segger_run.json only")
+    g.add_argument("--tile-size", type=float, default=None,
+                   help="µm side of a tile (default: ~250k transcripts per tile at the slide's density)")
+    g.add_argument("--tile-margin", type=float, default=30.0, help="µm of context around each tile (default 30)")
+    g.add_argument("--scheduler", default=None,
+                   help="Dask scheduler ADDRESS (tcp://host:port) of an existing cluster, or local | processes | "
+                        "synchronous (default: a local cluster sized to this machine)")
+    g.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: the CPUs)")
+    g.add_argument("--work-dir", default=None,
+                   help="folder for the tile bucket files (default: beside the output; must be visible to the workers)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="segger", description="Segger: GNN cell segmentation for imaging-based spatial transcriptomics.")
     parser.add_argument("--version", action="version", version=f"segger {__version__}")
@@ -117,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-column", default="cell_id", help="vendor cell id column for QC")
     _add_graph(p)
     _add_predict(p)
+    _add_scale(p)
 
     p = sub.add_parser("finetune", help="fine-tune a model on point-and-click corrections, then segment")
     _add_input(p)
@@ -209,6 +226,11 @@ def cmd_segment(a, bar) -> int:
     train = _train_config(a)
     if a.checkpoint and a.epochs is None:
         train.epochs = 0
+    if train.epochs and (str(train.devices) not in ("1", "auto") or train.num_nodes > 1 or train.strategy.startswith("ddp")):
+        from segger.errors import SeggerInputError
+
+        raise SeggerInputError("multi-process training (--devices N / --strategy ddp / --num-nodes) runs in 'segger train'; "
+                               "train there, then 'segger segment --checkpoint OUT/model/best.pt'")
     res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=train, predict=_predict_config(a),
                   checkpoint=a.checkpoint, device=a.device, reference_column=a.reference_column, **_read_kwargs(a))
     bar.close()
@@ -221,6 +243,8 @@ def cmd_segment(a, bar) -> int:
 
 
 def cmd_predict(a, bar) -> int:
+    if getattr(a, "out_of_core", False):
+        return _predict_out_of_core(a, bar)
     a.epochs = 0
     a.learning_rate, a.hidden_channels, a.out_channels, a.heads, a.num_mid_layers = 5e-3, 32, 32, 3, 3
     a.seed, a.devices, a.strategy, a.num_nodes = 0, "1", "auto", 1
@@ -231,8 +255,34 @@ def cmd_predict(a, bar) -> int:
                   predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device,
                   reference_column=a.reference_column, **_read_kwargs(a))
     bar.close()
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(format_qc_table(res.qc))
     print(f"wrote {res.output}")
+    return 0
+
+
+def _predict_out_of_core(a, bar) -> int:
+    from segger.export import write_run_json
+    from segger.scale import OutOfCoreConfig, predict_out_of_core
+
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    device = "cpu" if a.device in ("auto", None) else a.device
+    cfg = OutOfCoreConfig(tile_size=a.tile_size, margin=a.tile_margin, scheduler=a.scheduler, workers=a.workers,
+                          work_dir=a.work_dir, device=device, min_qv=a.min_qv, filter_controls=not a.keep_controls,
+                          nuclei="labels" if a.nuclei_labels else a.nuclei)
+    res = predict_out_of_core(a.input, a.checkpoint, out / "segger_transcripts.parquet", cfg, callback=bar,
+                              graph=_graph_params(a), predict=_predict_config(a), pixel_size=a.pixel_size)
+    bar.close()
+    write_run_json(out / "segger_run.json", parameters={"mode": "out-of-core", "scale": res.config, "plan": res.plan,
+                                                        "graph": _graph_params(a).to_dict(), "predict": _predict_config(a).to_dict(),
+                                                        "checkpoint": str(a.checkpoint), "scheduler": res.scheduler},
+                   inputs=[a.input, a.checkpoint], timings=res.timings, extra={"counts": res.counts})
+    n = max(res.n_rows, 1)
+    kinds = ", ".join(f"{k} {res.counts.get(k, 0) / n:.1%}" for k in ("nucleus", "cytoplasm", "fragment", "none"))
+    print(f"{res.n_rows:,} transcripts in {res.n_tiles} tiles ({res.scheduler}, {res.timings['total']:.1f} s): {kinds}")
+    print(f"wrote {out / 'segger_transcripts.parquet'}")
     return 0
 
 
@@ -249,8 +299,15 @@ def cmd_train(a, bar) -> int:
     cfg.device = a.device
     out = Path(a.output)
     tr = TrainingRun(bundle, cfg, checkpoint=a.checkpoint, checkpoint_dir=out / "model", resume=a.resume)
-    run(tr.iter_train(), bar)
+    if tr.multi_process:  # DDP: Lightning launches the other ranks; train in this (main) thread
+        tr.fit(bar)
+        if tr.global_rank != 0:
+            return 0
+    else:
+        run(tr.iter_train(), bar)
     bar.close()
+    for w in sample.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     last = tr.history[-1] if tr.history else {}
     print(f"trained {len(tr.history)} epochs; last val AUROC {last.get('val_auroc', float('nan')):.3f}; "
           f"checkpoints in {out / 'model'} (best.pt, last.pt)")
@@ -307,6 +364,8 @@ def cmd_finetune(a, bar) -> int:
                   predict=_predict_config(a), checkpoint=ckpt, device=a.device, reference_column=a.reference_column,
                   corrections=store, **_read_kwargs(a))
     bar.close()
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(format_qc_table(res.qc))
     print(f"fine-tuned on {len(store)} corrections; model {ckpt}; wrote {res.output}")
     return 0
@@ -323,6 +382,8 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # GPU out-of-memory fallbacks reach the user as 'warning:' lines (pipeline warnings), once
+    warnings.filterwarnings("ignore", message="GPU out of memory")
 
 
 def main(argv: list[str] | None = None) -> int:

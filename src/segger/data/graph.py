@@ -18,6 +18,7 @@ Edge types (source → target, message direction)
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -117,22 +118,29 @@ def knn_edges(points: np.ndarray, k: int, max_dist: float, query: np.ndarray | N
     self_query = query is None and exclude_self
     kk = min(k + (1 if self_query else 0), len(points))
     tree = cKDTree(points, leafsize=32, balanced_tree=False, compact_nodes=False)
-    dist, idx = tree.query(q, k=kk, distance_upper_bound=max_dist, workers=-1)
+    dist, idx = tree.query(q, k=kk, distance_upper_bound=max_dist, workers=_threads())
     if kk == 1:
         dist, idx = dist[:, None], idx[:, None]
-    rows = np.broadcast_to(np.arange(len(q))[:, None], idx.shape)
+    rows = np.broadcast_to(np.arange(len(q), dtype=np.int64)[:, None], idx.shape)
     ok = np.isfinite(dist)
     if self_query:
         ok &= idx != rows
-    qi, ni, d = rows[ok].astype(np.int64), idx[ok].astype(np.int64), dist[ok]
-    if self_query:
-        # a duplicate point can push the node itself out of its k+1 list; keep at most k
-        order = np.argsort(qi, kind="stable")
-        qi, ni, d = qi[order], ni[order], d[order]
-        rank = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left")
-        keep = rank < k
-        qi, ni, d = qi[keep], ni[keep], d[keep]
+        # a duplicate point can push the node itself out of its k+1 list: such a row has k+1
+        # finite neighbours and no self match; drop its farthest (the lists are sorted)
+        over = np.count_nonzero(ok, axis=1) > k
+        if over.any():
+            ok[over, kk - 1] = False
+    qi, ni, d = rows[ok], idx[ok].astype(np.int64), dist[ok]
     return qi, ni, d
+
+
+def _unique_int(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values of an int64 array (sort-based: numpy's hash-based unique is many
+    times slower on millions of int64 keys)."""
+    a = np.sort(a)
+    if len(a) == 0:
+        return a
+    return a[np.r_[True, a[1:] != a[:-1]]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,14 +225,53 @@ def belongs_edges(tx: pd.DataFrame, bd: pd.DataFrame, mode: str = "auto") -> tup
     return pi.astype(np.int64), gi.astype(np.int64), "polygon"
 
 
+def _outline_distance(xy: np.ndarray, geoms: np.ndarray, cand: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    """shapely distance (0 inside) per candidate edge. One point per *transcript* (not per edge),
+    and the edges in chunks on a thread pool: shapely's vectorised calls release the GIL."""
+    used = _unique_int(cand[0])
+    pts = np.empty(len(xy), dtype=object)
+    n = cand.shape[1]
+    out = np.empty(n, dtype=np.float64)
+
+    def make(s: int) -> None:
+        u = used[s:s + chunk]
+        pts[u] = shapely.points(xy[u])
+
+    def work(s: int) -> None:
+        e = min(s + chunk, n)
+        out[s:e] = shapely.distance(pts[cand[0, s:e]], geoms[cand[1, s:e]])
+
+    workers = min(max(len(used), n) // chunk + 1, _threads())
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as ex:
+            list(ex.map(make, range(0, len(used), chunk)))
+            list(ex.map(work, range(0, n, chunk)))
+    else:
+        for s in range(0, len(used), chunk):
+            make(s)
+        for s in range(0, n, chunk):
+            work(s)
+    return np.nan_to_num(out, nan=0.0)
+
+
+def _threads() -> int:
+    """Threads for shapely work: torch's intra-op setting (so a tile worker limited to one
+    thread stays at one), at most the CPUs this process may use."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cpus))
+
+
 def relative_outline_distance(xy: np.ndarray, geoms: np.ndarray | None, cand: np.ndarray) -> np.ndarray:
     """Per candidate edge: distance (µm) from the transcript to the nucleus outline (0 inside)
     minus the same distance to the transcript's nearest candidate nucleus. Vectorised shapely."""
     if geoms is None or cand.shape[1] == 0:
         return np.zeros(cand.shape[1], dtype=np.float32)
-    pts = shapely.points(xy[cand[0], 0], xy[cand[0], 1])
-    d = shapely.distance(pts, geoms[cand[1]])
-    d = np.nan_to_num(d, nan=0.0)
+    d = _outline_distance(xy, geoms, cand)
     best = np.full(len(xy), np.inf)
     np.minimum.at(best, cand[0], d)
     return (d - best[cand[0]]).astype(np.float32)
@@ -259,7 +306,7 @@ def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphPa
     if len(bd):
         c_tx, c_bd, _ = knn_edges(bd_xy, params.k_bd, params.dist_bd, query=xy)
         key = np.concatenate([c_tx * len(bd) + c_bd, b_tx * len(bd) + b_bd])
-        key = np.unique(key)
+        key = _unique_int(key)
         cand = np.stack([key // len(bd), key % len(bd)])
     else:
         cand = np.zeros((2, 0), dtype=np.int64)
@@ -284,13 +331,63 @@ def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphPa
 
 # ----------------------------------------------------------------------------------------------
 # sub-graphs and tiles
+_CSR_CACHE: dict[int, tuple] = {}
+
+
+def _edges_by_node(edge_index: torch.Tensor, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ptr, order)``: the edges sorted by their ``row`` end (CSR), built once per edge tensor
+    (cached while the tensor lives) so that a sub-graph costs its own edges, not the whole graph."""
+    key = id(edge_index)
+    hit = _CSR_CACHE.get(key)
+    if hit is not None and hit[0]() is edge_index and hit[1] == (row, n, tuple(edge_index.shape)):
+        return hit[2], hit[3]
+    r = edge_index[row].numpy()
+    order = np.argsort(r, kind="stable")
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n)[:n], out=ptr[1:])
+    import weakref
+
+    try:
+        ref = weakref.ref(edge_index, lambda _r, k=key: _CSR_CACHE.pop(k, None))
+        _CSR_CACHE[key] = (ref, (row, n, tuple(edge_index.shape)), ptr, order)
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        pass
+    return ptr, order
+
+
+def _edge_ids(ptr: np.ndarray, order: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids (ascending) of the edges whose CSR end is one of ``nodes``, and the position in
+    ``nodes`` of that end."""
+    starts, ends = ptr[nodes], ptr[np.asarray(nodes) + 1]
+    lens = ends - starts
+    total = int(lens.sum())
+    if total == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e
+    offs = np.repeat(starts - np.cumsum(np.r_[0, lens[:-1]]), lens) + np.arange(total)
+    ids = order[offs]
+    srt = np.argsort(ids, kind="stable")
+    return ids[srt], np.repeat(np.arange(len(nodes), dtype=np.int64), lens)[srt]
+
+
+def _local(idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position of each value in the sorted ``idx`` (-1 when absent)."""
+    if len(idx) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    pos = np.searchsorted(idx, values)
+    pos = np.minimum(pos, len(idx) - 1)
+    return np.where(idx[pos] == values, pos, -1).astype(np.int64)
+
+
 def subgraph(data: HeteroData, tx_idx: np.ndarray, bd_idx: np.ndarray) -> HeteroData:
-    """Induced sub-graph on the given (sorted, unique) global tx and bd indices, re-indexed."""
+    """Induced sub-graph on the given (sorted, unique) global tx and bd indices, re-indexed.
+
+    Edges keep their order. The cost is the sub-graph's own edges (a CSR index of each edge type
+    by its transcript end is built on first use and cached), so tiling a large graph is linear.
+    """
+    tx_idx = np.asarray(tx_idx, dtype=np.int64)
+    bd_idx = np.asarray(bd_idx, dtype=np.int64)
     n_tx, n_bd = data["tx"].num_nodes, data["bd"].num_nodes
-    tx_map = np.full(n_tx, -1, dtype=np.int64)
-    tx_map[tx_idx] = np.arange(len(tx_idx))
-    bd_map = np.full(n_bd, -1, dtype=np.int64)
-    bd_map[bd_idx] = np.arange(len(bd_idx))
     out = HeteroData()
     for key in ("x", "pos"):
         out["tx"][key] = data["tx"][key][torch.from_numpy(tx_idx)]
@@ -298,15 +395,19 @@ def subgraph(data: HeteroData, tx_idx: np.ndarray, bd_idx: np.ndarray) -> Hetero
         out["bd"][key] = data["bd"][key][torch.from_numpy(bd_idx)]
     out["tx"].num_nodes = len(tx_idx)
     out["bd"].num_nodes = len(bd_idx)
-    out["tx"].global_index = torch.from_numpy(np.asarray(tx_idx, dtype=np.int64))
-    out["bd"].global_index = torch.from_numpy(np.asarray(bd_idx, dtype=np.int64))
-    for et, (smap, dmap) in ((TX_TX, (tx_map, tx_map)), (TX_BD, (tx_map, bd_map)), (TX_CAND, (tx_map, bd_map))):
-        ei = data[et].edge_index.numpy()
-        s, d = smap[ei[0]], dmap[ei[1]]
-        keep = (s >= 0) & (d >= 0)
-        out[et].edge_index = torch.from_numpy(np.stack([s[keep], d[keep]]))
+    out["tx"].global_index = torch.from_numpy(tx_idx.copy())
+    out["bd"].global_index = torch.from_numpy(bd_idx.copy())
+    # (edge type, the row that is a transcript of the tile, index of the other end)
+    for et, row, other in ((TX_TX, 1, tx_idx), (TX_BD, 0, bd_idx), (TX_CAND, 0, bd_idx)):
+        ei_t = data[et].edge_index
+        ptr, order = _edges_by_node(ei_t, row, n_tx)
+        e, mine = _edge_ids(ptr, order, tx_idx)
+        theirs = _local(other, ei_t.numpy()[1 - row, e])
+        keep = theirs >= 0
+        s, d = (theirs, mine) if row == 1 else (mine, theirs)
+        out[et].edge_index = torch.from_numpy(np.stack([s[keep], d[keep]]).astype(np.int64))
         if et == TX_CAND and "d_rel" in data[TX_CAND]:
-            out[et].d_rel = data[TX_CAND].d_rel[torch.from_numpy(keep)]
+            out[et].d_rel = data[TX_CAND].d_rel[torch.from_numpy(e[keep])]
     return out
 
 

@@ -193,8 +193,18 @@ def _finish(
 ) -> pd.DataFrame:
     """Repair, drop the unusable, keep the largest polygon per id, crop, add centroids."""
     ids = np.asarray(ids, dtype=object)
+    geoms = np.asarray(geoms, dtype=object)
+    present = np.array([g is not None for g in geoms], dtype=bool)  # one check per polygon
+    invalid = present.copy()
+    invalid[present] = ~shapely.is_valid(geoms[present])  # self-intersections, bow-ties, ...
     geoms = clean_polygons(geoms)
     bad = np.array([g is None for g in geoms], dtype=bool)  # one check per polygon
+    repaired = invalid & ~bad
+    if repaired.any():
+        notes.append(
+            f"{what}: {int(repaired.sum())} self-intersecting (invalid) polygon(s) were repaired with "
+            f"shapely.make_valid, keeping the largest part (e.g. id {ids[repaired][0]}); check their outlines"
+        )
     if bad.any():
         notes.append(
             f"{what}: {int(bad.sum())} polygon(s) with no area could not be repaired and were "

@@ -88,6 +88,9 @@ FOV_ALIASES = ("fov",)
 MAX_PLAUSIBLE_EXTENT_UM = 25_000.0
 # Median nearest-neighbour spacing of molecules in real µm data is ~0.2-1.5 µm.
 MAX_PLAUSIBLE_NN_UM = 3.0
+# Pixels of ~0.2 µm: spacing in (1.6, 3] together with a median nucleus area above 200 (see check_nuclei).
+SUSPECT_NN_UM = 1.6
+MAX_PLAUSIBLE_NUCLEUS_AREA_UM2 = 200.0
 
 
 def _first(*names: str) -> tuple[str, ...]:
@@ -406,18 +409,74 @@ def check_units(transcripts: pd.DataFrame, platform: str = "table") -> list[str]
     elif extent < 5 and n >= 1000:
         out.append(f"{n:,} molecules within {extent:.3g} units: are the coordinates in mm? they must be µm")
     if n >= 100:
-        from scipy.spatial import cKDTree
-
-        m = min(n, 50_000)
-        idx = np.random.default_rng(0).choice(n, m, replace=False) if m < n else np.arange(n)
-        pts = np.column_stack([x[idx], y[idx]])
-        d, _ = cKDTree(pts).query(pts, k=2)
-        med = float(np.median(d[:, 1])) * np.sqrt(m / n)  # thinning by m/n stretches spacing by √(n/m)
+        med = _median_spacing(x, y)
         if med > MAX_PLAUSIBLE_NN_UM:
             out.append(
                 f"median spacing between neighbouring molecules is {med:.2f} units (µm data: ~0.2-1.5): "
                 f"are the coordinates pixels? {hint}"
             )
+    return out
+
+
+def _median_spacing(x: np.ndarray, y: np.ndarray) -> float:
+    """Median nearest-neighbour distance of the (finite) points, on a fixed sample of ≤ 50,000."""
+    from scipy.spatial import cKDTree
+
+    n = len(x)
+    m = min(n, 50_000)
+    idx = np.random.default_rng(0).choice(n, m, replace=False) if m < n else np.arange(n)
+    pts = np.column_stack([x[idx], y[idx]])
+    d, _ = cKDTree(pts).query(pts, k=2)
+    return float(np.median(d[:, 1])) * np.sqrt(m / n)  # thinning by m/n stretches spacing by √(n/m)
+
+
+def check_nuclei(nuclei: pd.DataFrame, transcripts: pd.DataFrame, nuclei_path: str | None = None,
+                 source: str = "polygon") -> list[str]:
+    """Warnings about valid-but-odd nuclei; never raises.
+
+    * pixel-sized nuclei: a median nucleus area above 200 units² (real nuclei: ~10-150 µm²)
+      *and* molecules 1.6-3 units apart (µm data: ~0.2-1.5; above 3 :func:`check_units` already
+      warns) mean the coordinates are most likely pixels of ~0.2 µm (e.g. the Xenium morphology
+      image), which neither check catches alone on a small crop;
+    * polygon ids that (mostly) match no transcript ``cell_id``: transcripts are then linked to
+      nuclei by position (point in polygon) rather than by the vendor's nuclear flag;
+    * a single nucleus.
+    """
+    out: list[str] = []
+    n = len(nuclei)
+    where = f"{nuclei_path}: " if nuclei_path else ""
+    if n == 0:
+        return out
+    if n == 1:
+        out.append(
+            f"{where}only 1 nucleus in this input: every transcript can join only that cell (or a "
+            "fragment); check the polygons file or the crop"
+        )
+    import shapely
+
+    area = float(np.median(shapely.area(nuclei[schema.GEOMETRY].to_numpy(dtype=object))))
+    x = transcripts[schema.X].to_numpy(np.float64)
+    y = transcripts[schema.Y].to_numpy(np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if area > MAX_PLAUSIBLE_NUCLEUS_AREA_UM2 and ok.sum() >= 100:
+        med = _median_spacing(x[ok], y[ok])
+        if SUSPECT_NN_UM < med <= MAX_PLAUSIBLE_NN_UM:
+            out.append(
+                f"{where}nuclei have a median area of {area:,.0f} units² (real nuclei: ~10-150 µm²) and "
+                f"molecules are {med:.2f} units apart (µm data: ~0.2-1.5): are the coordinates pixels? "
+                "convert them to µm (multiply by the µm-per-pixel size, 0.2125 for Xenium images) before reading"
+            )
+    if source == "polygon" and schema.CELL_ID in transcripts.columns:
+        cells = pd.unique(transcripts[schema.CELL_ID].dropna())
+        if len(cells):
+            ids = nuclei[schema.BD_ID].astype(str)
+            found = float(ids.isin(pd.Index(cells).astype(str)).mean())
+            if found < 0.5:
+                out.append(
+                    f"{where}{1 - found:.0%} of the {n:,} polygon ids match no transcript cell_id (e.g. "
+                    f"{ids.iloc[0]!r}); transcripts are linked to nuclei by position (point in polygon) "
+                    "instead of the vendor's nuclear flag: check that the polygons belong to this run"
+                )
     return out
 
 
@@ -606,6 +665,7 @@ def read_sample(
     notes += nuclei_warnings(nuc)
     if mode != "none" and len(nuc) == 0:
         notes.append("no nuclei were found; give polygons, a label image or nuclear-flagged transcripts")
+    notes += check_nuclei(nuc, transcripts, nuclei_path, source)
     nuc = nuc.reset_index(drop=True)
     nuc.attrs = {}
     transcripts.attrs = {}

@@ -21,6 +21,8 @@ from segger.napari.layers import (
 from segger.progress import Progress
 
 DERIVED = "(derived from nuclear transcripts)"
+#: above this many transcripts, Build graph first warns and offers to crop to the current view
+LARGE_LAYER_POINTS = 2_000_000
 
 TIPS = {
     "points": "Points layer of transcripts (positions in µm; scale/translate are honoured).",
@@ -36,7 +38,24 @@ TIPS = {
     "dist_bd": "Farthest nucleus centroid (µm) a transcript may be assigned to.",
     "use_z": "Find transcript neighbours in 3-D (x, y, z) instead of 2-D.",
     "edges": f"After building, draw the transcript–transcript edges as a Vectors layer ('{LAYER_TX_EDGES}').",
+    "crop": (
+        "Build the graph only for the transcripts the canvas shows now (zoom / pan first), and the "
+        "nuclei near them: minutes and gigabytes less on a whole slide."
+    ),
 }
+
+
+def current_view(viewer: Any) -> tuple[float, float, float, float]:
+    """``(xmin, ymin, xmax, ymax)`` in world units (µm) of what the 2-D canvas shows now."""
+    real = getattr(viewer, "__wrapped__", viewer)
+    size = getattr(getattr(real, "canvas", None), "size", None) or getattr(real, "_canvas_size", None)
+    if size is None:
+        raise SeggerInputError("cannot tell which area the canvas shows; untick 'Only the current view'")
+    camera = getattr(getattr(real, "scene", None), "camera", None) or real.camera  # napari ≥ 0.9: scene.camera
+    h, w = (float(v) for v in tuple(size)[-2:])
+    cy, cx = (float(v) for v in np.asarray(camera.center, dtype=float)[-2:])
+    zoom = float(camera.zoom)
+    return cx - w / 2 / zoom, cy - h / 2 / zoom, cx + w / 2 / zoom, cy + h / 2 / zoom
 
 
 def _default_gene_feature(layer: Any) -> str | None:
@@ -74,6 +93,10 @@ class DataGraphWidget(SeggerWidget):
             prefer=lambda l: ((l.metadata or {}).get(METADATA_KEY, {}) or {}).get("kind") == "nuclei",
         )
         add_row(form, "Nuclei", self.nuclei_combo, TIPS["nuclei"])
+        self.crop_view = QCheckBox("Only the current view (crop)")
+        self.crop_view.setToolTip(TIPS["crop"])
+        form.addRow(self.crop_view)
+        self._large_confirmed: tuple | None = None
 
         form = self.group("Graph parameters")
         self.k_tx = add_row(form, "k tx–tx", spin(1, 100, d.k_tx, TIPS["k_tx"]))
@@ -100,7 +123,7 @@ class DataGraphWidget(SeggerWidget):
 
         self.points_combo.currentIndexChanged.connect(self._update_genes)
         self.build_button.clicked.connect(self.build)
-        self.set_controls(self.build_button, self.points_combo, self.nuclei_combo, self.gene_combo)
+        self.set_controls(self.build_button, self.points_combo, self.nuclei_combo, self.gene_combo, self.crop_view)
         self._update_genes()
 
     # ---------------------------------------------------------------------------------------
@@ -140,8 +163,18 @@ class DataGraphWidget(SeggerWidget):
             )
         gene = self.gene_combo.currentText() or None
         tx = points_to_transcripts(points, gene)
-        nuclei_layer = self.nuclei_combo.current_layer()
         inputs: dict = {"tx": tx, "points": points.name, "gene": gene}
+        if self.crop_view.isChecked():
+            x0, y0, x1, y1 = current_view(self.viewer)
+            keep = (tx["x"].between(x0, x1) & tx["y"].between(y0, y1)).to_numpy()
+            if not keep.any():
+                raise SeggerInputError(
+                    f"no transcript of layer '{points.name}' is in the current view; pan or zoom to them, "
+                    "or untick 'Only the current view'"
+                )
+            inputs["tx"] = tx[keep].reset_index(drop=True)
+            inputs["crop"] = (x0, y0, x1, y1)
+        nuclei_layer = self.nuclei_combo.current_layer()
         if nuclei_layer is None:
             if self.nuclei_combo.currentText() != DERIVED:
                 raise SeggerInputError("choose a nuclei layer (Shapes or Labels) or the derived option")
@@ -161,8 +194,29 @@ class DataGraphWidget(SeggerWidget):
             )
         return inputs
 
+    def _large_layer_guard(self) -> bool:
+        """True when the chosen layer is very large and the user has not chosen yet between a crop
+        and all of it: then warn (non-modal) and offer the crop; Build graph again uses everything."""
+        points = self.points_combo.current_layer()
+        n = len(points.data) if points is not None else 0
+        if n <= LARGE_LAYER_POINTS or self.crop_view.isChecked() or self._large_confirmed == (points.name, n):
+            return False
+        from napari.utils.notifications import show_warning
+
+        self._large_confirmed = (points.name, n)
+        msg = (f"layer '{points.name}' has {n:,} transcripts (more than {LARGE_LAYER_POINTS:,}): the graph of "
+               "all of them takes minutes and several GB. Tick 'Only the current view' to build on what "
+               "the canvas shows (zoom in first), or press Build graph again to use them all")
+        show_warning(msg)
+        self.panel.status.setText(f"large layer ({n:,} transcripts): crop to the current view, or press "
+                                  "Build graph again for all")
+        self.crop_view.setFocus()
+        return True
+
     def build(self) -> None:
         """Start building the graph (button)."""
+        if self._large_layer_guard():
+            return
         inputs = self.guarded(self._collect_inputs)
         if inputs is None:
             return
@@ -188,6 +242,11 @@ class DataGraphWidget(SeggerWidget):
                         f"layer '{inputs['points']}' has no nuclear transcripts with a vendor cell id "
                         "(features 'nuclear' and 'cell_id'); choose a Shapes or Labels layer of nuclei"
                     )
+            if "crop" in inputs and len(nuclei):  # the nuclei a cropped transcript can reach
+                x0, y0, x1, y1 = inputs["crop"]
+                r = params.dist_bd
+                near = (nuclei["x"].between(x0 - r, x1 + r) & nuclei["y"].between(y0 - r, y1 + r)).to_numpy()
+                nuclei = nuclei[near].reset_index(drop=True)
             n_tx, n_bd = len(inputs["tx"]), len(nuclei)
             yield Progress("graph", 1, 3, f"building the graph ({n_tx:,} transcripts, {n_bd:,} nuclei)")
             bundle = build_graph(inputs["tx"], nuclei, params)
@@ -207,7 +266,7 @@ class DataGraphWidget(SeggerWidget):
         self.state.set_bundle(
             bundle,
             {"points": inputs["points"], "gene": inputs["gene"], "nuclei": inputs["nuclei_mode"],
-             "params": params.to_dict()},
+             "params": params.to_dict(), "crop": inputs.get("crop")},
         )
         s = bundle.summary()
         self.summary.setText(

@@ -306,13 +306,14 @@ class _SafeCheckpoint:
         if not trainer.is_global_zero:
             return
         opt = trainer.optimizers[0].state_dict() if trainer.optimizers else None
-        self.run._write(self.dir / "last.pt", pl_module.model, rec, trainer.current_epoch + 1, trainer.global_step, opt)
+        epoch = self.run.start_epoch + trainer.current_epoch + 1  # a resumed run counts on from its checkpoint
+        self.run._write(self.dir / "last.pt", pl_module.model, rec, epoch, trainer.global_step, opt)
         # lowest validation loss (AUROC saturates near 1 within an epoch or two on easy crops)
         score = -rec.get("val_loss", float("nan"))
         score = -rec.get("loss", 0.0) if not np.isfinite(score) else score
         if score > self.best:
             self.best = score
-            self.run._write(self.dir / "best.pt", pl_module.model, rec, trainer.current_epoch + 1, trainer.global_step, opt)
+            self.run._write(self.dir / "best.pt", pl_module.model, rec, epoch, trainer.global_step, opt)
 
 
 class _LiveEvents:
