@@ -1,0 +1,198 @@
+"""Out-of-core tiled prediction: planning, bucketing, streaming output, Dask execution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segger import schema as S
+from segger.errors import SeggerInputError
+from segger.scale import OutOfCoreConfig, predict_out_of_core
+from segger.scale.tiled import InputSpec, TilePlan, bucket_transcripts, plan_tiles, read_tile
+
+
+def test_plan_assign_every_point_one_core():
+    rng = np.random.default_rng(0)
+    plan = TilePlan(x0=0.0, y0=0.0, tile_size=50.0, margin=12.0, nx=4, ny=3, n_rows=0)
+    x = rng.uniform(-1, 201, 5000)
+    y = rng.uniform(-1, 151, 5000)
+    x[:4], y[:4] = [0, 50, 100, 200], [0, 50, 150, 100]  # exactly on tile borders
+    rows, tiles, core = plan.assign(x, y)
+    assert np.bincount(rows[core], minlength=len(x)).tolist() == [1] * len(x)
+    assert np.array_equal(tiles[core][np.argsort(rows[core])], plan.core_tile(x, y))
+    # each (row, tile) pair lies inside the tile's core + margin, and no such tile is missing
+    for t in range(plan.n_tiles):
+        bx0, by0, bx1, by1 = plan.bounds(t)
+        m = plan.margin
+        inside = (x >= bx0 - m) & (x <= bx1 + m) & (y >= by0 - m) & (y <= by1 + m)
+        i, j = divmod(t, plan.ny)
+        # the border tiles also own what lies beyond the grid
+        inside |= ((i == 0) & (x < bx0)) | ((i == plan.nx - 1) & (x > bx1)) | ((j == 0) & (y < by0)) | ((j == plan.ny - 1) & (y > by1))
+        got = np.zeros(len(x), bool)
+        got[rows[tiles == t]] = True
+        strict = (x > bx0 - m + 1e-9) & (x < bx1 + m - 1e-9) & (y > by0 - m + 1e-9) & (y < by1 + m - 1e-9)
+        assert not (strict & ~got).any()  # nothing inside the box is left out
+        assert not (got & ~inside).any()  # nothing outside it is put in
+    assert len(np.unique(rows * plan.n_tiles + tiles)) == len(rows)
+
+
+def test_plan_from_row_group_statistics(pkg_lung_dir):
+    spec = InputSpec.resolve(pkg_lung_dir)
+    assert spec.platform == "xenium" and spec.polygons is not None
+    plan = plan_tiles(spec, tile_size=60.0, margin=20.0)
+    assert (plan.nx, plan.ny) == (4, 4)  # the crop is ~202 × 202 µm
+    assert plan.n_rows == 15_000
+
+
+def test_bucket_parts_hold_core_and_margin(pkg_lung_dir, tmp_path, pkg_lung_sample):
+    spec = InputSpec.resolve(pkg_lung_dir)
+    plan = plan_tiles(spec, tile_size=60.0, margin=20.0)
+    res = bucket_transcripts(spec, plan, tmp_path, batch_rows=4000, flush_bytes=200_000)
+    assert res.rows_kept == len(pkg_lung_sample.transcripts)  # same qv / control filtering as read_sample
+    assert sum(res.core_rows.values()) == res.rows_kept
+    seen = []
+    from segger.scale.tiled import TileTask
+
+    for t in res.tiles():
+        assert len(res.parts[t]) >= 1
+        df, core = read_tile(TileTask(t, plan.bounds(t), res.parts[t]))
+        assert core.sum() == res.core_rows[t]
+        bx0, by0, bx1, by1 = plan.bounds(t)
+        assert (df[S.X] >= bx0 - 20.0 - 1e-6).all() and (df[S.X] <= bx1 + 20.0 + 1e-6).all()
+        seen.append(df.loc[core, S.TX_ID].to_numpy())
+    ids = np.concatenate(seen)
+    assert len(ids) == len(np.unique(ids))
+    assert set(ids) == set(pkg_lung_sample.transcripts[S.TX_ID])
+    cols = list(pkg_lung_sample.transcripts.columns)
+    assert list(df.columns) == cols
+
+
+@pytest.fixture(scope="module")
+def ooc_sync(tmp_path_factory, lung_checkpoint, pkg_lung_dir, core_env_ctx):
+    out = tmp_path_factory.mktemp("ooc") / "sync.parquet"
+    with core_env_ctx():
+        res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, out,
+                                  OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler="synchronous"))
+    return res, pd.read_parquet(out)
+
+
+def test_out_of_core_writes_each_transcript_once(ooc_sync, pkg_lung_sample):
+    res, df = ooc_sync
+    assert res.n_tiles == 9 and res.scheduler == "synchronous"
+    assert len(df) == len(pkg_lung_sample.transcripts) == res.n_rows
+    assert df[S.TX_ID].is_unique
+    assert set(df[S.TX_ID]) == set(pkg_lung_sample.transcripts[S.TX_ID])
+    for c in (S.SEGGER_CELL_ID, S.SCORE, S.ASSIGNMENT):
+        assert c in df.columns
+    assert set(df[S.ASSIGNMENT]) <= set(S.ASSIGNMENT_KINDS)
+    assert (df.loc[df[S.ASSIGNMENT] == "none", S.SEGGER_CELL_ID] == S.UNASSIGNED).all()
+    frag = df.loc[df[S.ASSIGNMENT] == "fragment", S.SEGGER_CELL_ID]
+    assert frag.str.match(r"^fragment-\d+-\d+$").all()  # fragment ids carry their tile
+    nuc_ids = set(pkg_lung_sample.nuclei[S.BD_ID].astype(str))
+    cells = df.loc[df[S.ASSIGNMENT].isin(["nucleus", "cytoplasm"]), S.SEGGER_CELL_ID]
+    assert set(cells) <= nuc_ids
+    assert sum(res.counts[k] for k in S.ASSIGNMENT_KINDS) == len(df)
+    # no staging files left next to the output
+    assert [p.name for p in Path(res.output).parent.iterdir()] == [Path(res.output).name]
+
+
+def test_out_of_core_agrees_with_in_memory(ooc_sync, lung_checkpoint, pkg_lung_sample):
+    """Tiles change the GNN's context only near tile borders: most assignments agree."""
+    from segger.data import build_graph
+    from segger.prediction import predict
+    from segger.training import load_checkpoint
+
+    model, _, vocab, params, _ = load_checkpoint(lung_checkpoint)
+    bundle = build_graph(pkg_lung_sample.transcripts, pkg_lung_sample.nuclei, params, vocab=vocab)
+    ref = predict(model, bundle).assign().set_index(S.TX_ID)
+    _, df = ooc_sync
+    got = df.set_index(S.TX_ID).loc[ref.index]
+    cell = ref[S.ASSIGNMENT].isin(["nucleus", "cytoplasm"])
+    same = (got.loc[cell, S.SEGGER_CELL_ID] == ref.loc[cell, S.SEGGER_CELL_ID]).mean()
+    assert same > 0.95, same
+
+
+def test_out_of_core_threads_cluster_equals_synchronous(ooc_sync, lung_checkpoint, pkg_lung_dir, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "dask.parquet",
+                                  OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler=client))
+    assert res.scheduler == "client"
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask.parquet"), ooc_sync[1])
+
+
+@pytest.mark.slow
+def test_out_of_core_process_cluster_equals_synchronous(ooc_sync, lung_checkpoint, pkg_lung_dir, tmp_path):
+    """A LocalCluster of 2 worker processes (Dask's default process cluster) gives the exact same table."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "dask.parquet",
+                                  OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler=cluster.scheduler_address))
+    assert res.scheduler.startswith("cluster:")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask.parquet"), ooc_sync[1])
+
+
+def test_out_of_core_approximated_nuclei(lung_checkpoint, pkg_lung_dir, tmp_path):
+    res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "a.parquet",
+                              OutOfCoreConfig(tile_size=110.0, margin=30.0, scheduler="synchronous", nuclei="approximate"))
+    df = pd.read_parquet(tmp_path / "a.parquet")
+    assert len(df) == res.n_rows and df[S.TX_ID].is_unique
+    assert (df[S.ASSIGNMENT] != "none").mean() > 0.5
+
+
+def test_out_of_core_failure_leaves_nothing(lung_checkpoint, pkg_lung_dir, tmp_path, monkeypatch):
+    import segger.scale.runner as R
+
+    out = tmp_path / "out" / "r.parquet"
+    out.parent.mkdir()
+    out.write_bytes(b"previous")
+    calls = []
+
+    def boom(task, *a):
+        calls.append(task.tile)
+        if len(calls) == 3:
+            raise RuntimeError("tile failed")
+        return R.predict_tile(task, *a), 0.0
+
+    monkeypatch.setattr(R, "_timed_predict_tile", boom)
+    with pytest.raises(RuntimeError, match="tile failed"):
+        predict_out_of_core(pkg_lung_dir, lung_checkpoint, out, OutOfCoreConfig(tile_size=70.0, scheduler="synchronous"))
+    assert out.read_bytes() == b"previous"  # the old output is untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r.parquet"]  # no temp file, no bucket folder
+
+
+def test_out_of_core_input_errors(lung_checkpoint, pkg_lung_dir, tmp_path):
+    with pytest.raises(SeggerInputError, match="margin"):
+        predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "r.parquet",
+                            OutOfCoreConfig(margin=5.0, scheduler="synchronous"))
+    csv = tmp_path / "t.csv"
+    pd.read_parquet(pkg_lung_dir / "transcripts.parquet").head(100).to_csv(csv, index=False)
+    with pytest.raises(SeggerInputError, match="parquet"):
+        predict_out_of_core(csv, lung_checkpoint, tmp_path / "r.parquet", OutOfCoreConfig(scheduler="synchronous"))
+
+
+def test_cli_predict_out_of_core(lung_checkpoint, pkg_lung_dir, tmp_path):
+    from segger.cli.main import main
+
+    rc = main(["predict", str(pkg_lung_dir), "--checkpoint", str(lung_checkpoint), "--output", str(tmp_path / "o"),
+               "--out-of-core", "--tile-size", "100", "--scheduler", "synchronous", "--quiet"])
+    assert rc == 0
+    df = pd.read_parquet(tmp_path / "o" / "segger_transcripts.parquet")
+    assert len(df) == 15_000 - 0 or len(df) > 10_000
+    assert (tmp_path / "o" / "segger_run.json").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_out_of_core_cuda(ooc_sync, lung_checkpoint, pkg_lung_dir, tmp_path):
+    res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "g.parquet",
+                              OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler="synchronous", device="cuda"))
+    df = pd.read_parquet(tmp_path / "g.parquet")
+    ref = ooc_sync[1]
+    assert len(df) == len(ref)
+    cell = ref[S.ASSIGNMENT].isin(["nucleus", "cytoplasm"])
+    assert (df.loc[cell, S.SEGGER_CELL_ID] == ref.loc[cell, S.SEGGER_CELL_ID]).mean() > 0.97  # bf16 vs fp32
