@@ -363,14 +363,19 @@ def _read_platform_transcripts(platform: str, file: Path, pixel_size: float | No
     raise SeggerInputError(f"unknown platform {platform!r}; use one of auto, {', '.join(PLATFORMS)}")
 
 
-def _check_pixel_size(pixel_size) -> float:
+def positive_number(value, what: str) -> float:
+    """``value`` as a finite float > 0, else a SeggerInputError "``what`` must be a positive number ..."."""
     try:
-        ps = float(pixel_size)
+        f = float(value)
     except (TypeError, ValueError):
-        ps = float("nan")
-    if not np.isfinite(ps) or ps <= 0:
-        raise SeggerInputError(f"pixel_size must be a positive number of µm per pixel, got {pixel_size!r}")
-    return ps
+        f = float("nan")
+    if not np.isfinite(f) or f <= 0:
+        raise SeggerInputError(f"{what} must be a positive number, got {value!r}")
+    return f
+
+
+def _check_pixel_size(pixel_size) -> float:
+    return positive_number(pixel_size, "pixel_size (µm per pixel)")
 
 
 def read_transcripts(path: str | Path, platform: str = "auto", *, pixel_size: float | None = None) -> pd.DataFrame:

@@ -275,13 +275,9 @@ def _points_attrs(sdata, name: str) -> dict:
 
 
 def _check_um_per_unit(v) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if not np.isfinite(f) or f <= 0:
-        raise SeggerInputError(f"um_per_unit must be a positive number of µm per points unit, got {v!r}")
-    return f
+    from segger.io.readers import positive_number
+
+    return positive_number(v, "um_per_unit (µm per points unit)")
 
 
 # --------------------------------------------------------------------------- nuclei
