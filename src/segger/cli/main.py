@@ -37,6 +37,15 @@ def _add_input(p: argparse.ArgumentParser) -> None:
                    help="µm position of the label image's top-left corner")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+
+
+def _add_reference(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference-column", default="cell_id",
+                   help="reference (vendor) cell id column for QC (default cell_id)")
+
+
 def _add_graph(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("graph")
     g.add_argument("--k-tx", type=int, default=5, help="neighbours per transcript (default 5)")
@@ -109,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="read → graph → train (or reuse --checkpoint) → predict → export")
     _add_input(p)
     p.add_argument("--output", "-o", required=True, help="output folder")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    _add_device(p)
     p.add_argument("--checkpoint", default=None, help="reuse a trained model (no training unless --epochs > 0 is given)")
-    p.add_argument("--reference-column", default="cell_id", help="vendor cell id column for QC (default cell_id)")
+    _add_reference(p)
     _add_graph(p)
     _add_train(p, epochs_default=DEFAULT_EPOCHS)
     _add_predict(p)
@@ -119,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint (model/best.pt, model/last.pt)")
     _add_input(p)
     p.add_argument("--output", "-o", required=True, help="folder for the checkpoints")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _add_device(p)
     p.add_argument("--checkpoint", default=None, help="fine-tune from this checkpoint")
     p.add_argument("--resume", action="store_true", help="resume the checkpoint's run (epochs and optimiser state)")
     _add_graph(p)
@@ -129,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(p)
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by segger train/segment")
     p.add_argument("--output", "-o", required=True, help="output folder")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--reference-column", default="cell_id", help="vendor cell id column for QC")
+    _add_device(p)
+    _add_reference(p)
     _add_graph(p)
     _add_predict(p)
     _add_scale(p)
@@ -142,14 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="output folder (model/finetuned.pt + segmentation)")
     p.add_argument("--steps", type=int, default=15, help="fine-tuning steps (default 15)")
     p.add_argument("--correction-weight", type=float, default=5.0, help="loss weight of a correction (default 5)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--reference-column", default="cell_id", help="vendor cell id column for QC")
+    _add_device(p)
+    _add_reference(p)
     _add_graph(p)
     _add_predict(p)
 
     p = sub.add_parser("qc", help="QC table of a segger output folder (writes qc.json)")
     p.add_argument("output", help="a folder written by segger segment/predict")
-    p.add_argument("--reference-column", default="cell_id", help="reference cell id column (default cell_id)")
+    _add_reference(p)
     p.add_argument("--json", default=None, help="write the report here instead of OUTPUT/qc.json")
 
     from segger.cli.export_cmd import add_export_parser

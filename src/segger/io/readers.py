@@ -597,13 +597,7 @@ def read_sample(
     platform = _check_choice("platform", platform, ("auto",) + PLATFORMS)
     mode = _check_choice("nuclei", nuclei, NUCLEI_MODES)
     kind = _check_choice("boundaries", boundaries, BOUNDARY_KINDS)
-    if min_qv is not None:
-        try:
-            min_qv = float(min_qv)
-        except (TypeError, ValueError):
-            raise SeggerInputError(f"min_qv must be a number (or None), got {min_qv!r}") from None
-        if not np.isfinite(min_qv) or min_qv < 0:
-            raise SeggerInputError(f"min_qv must be a number ≥ 0, got {min_qv!r}")
+    min_qv = check_min_qv(min_qv)
     notes: list[str] = []
 
     platform, tx_file, folder = _resolve(path, platform)
@@ -667,20 +661,33 @@ def read_sample(
         nuc = approximate_nuclei(transcripts, min_nuclear_transcripts, bbox=bbox, margin=crop_margin)
         source = "approximated"
 
-    notes += nuclei_warnings(nuc)
-    if mode != "none" and len(nuc) == 0:
+    return make_sample(transcripts, nuc, platform=platform, source=str(path), filter_report=report,
+                       nuclei_source=source, notes=notes, nuclei_path=nuclei_path, nuclei_wanted=mode != "none")
+
+
+def check_min_qv(min_qv):
+    """``min_qv`` as a float ≥ 0 (or None: no quality filter); a one-line error otherwise."""
+    if min_qv is None:
+        return None
+    try:
+        value = float(min_qv)
+    except (TypeError, ValueError):
+        raise SeggerInputError(f"min_qv must be a number (or None), got {min_qv!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise SeggerInputError(f"min_qv must be a number ≥ 0, got {min_qv!r}")
+    return value
+
+
+def make_sample(transcripts: pd.DataFrame, nuc: pd.DataFrame, *, platform: str, source: str, filter_report,
+                nuclei_source: str, notes: list[str], nuclei_path, nuclei_wanted: bool) -> SpatialSample:
+    """The :class:`SpatialSample` every reader returns, with the shared nuclei checks and warnings."""
+    notes = list(notes) + nuclei_warnings(nuc)
+    if nuclei_wanted and len(nuc) == 0:
         notes.append("no nuclei were found; give polygons, a label image or nuclear-flagged transcripts")
-    notes += check_nuclei(nuc, transcripts, nuclei_path, source)
+    notes += check_nuclei(nuc, transcripts, nuclei_path, nuclei_source)
     nuc = nuc.reset_index(drop=True)
     nuc.attrs = {}
     transcripts.attrs = {}
-    return SpatialSample(
-        transcripts=transcripts,
-        nuclei=nuc,
-        platform=platform,
-        source=str(path),
-        filter_report=report,
-        nuclei_source=source,
-        warnings=notes,
-        nuclei_path=nuclei_path,
-    )
+    return SpatialSample(transcripts=transcripts, nuclei=nuc, platform=platform, source=source,
+                         filter_report=filter_report, nuclei_source=nuclei_source, warnings=notes,
+                         nuclei_path=nuclei_path)

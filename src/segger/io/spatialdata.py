@@ -417,7 +417,6 @@ def read_spatialdata(
         bbox_of,
         empty_nuclei,
         nuclei_from_labels,
-        nuclei_warnings,
         read_polygons,
     )
     from segger.io.readers import (
@@ -428,8 +427,9 @@ def read_spatialdata(
         NUCLEI_MODES,
         QV_ALIASES,
         TX_ID_ALIASES,
-        SpatialSample,
         _check_choice,
+        check_min_qv,
+        make_sample,
         _first,
         _standardise,
         check_units,
@@ -439,13 +439,7 @@ def read_spatialdata(
     mode = _check_choice("nuclei", nuclei, NUCLEI_MODES)
     kind = _check_choice("boundaries", boundaries, ("nucleus", "cell"))
     um = _check_um_per_unit(um_per_unit)
-    if min_qv is not None:
-        try:
-            min_qv = float(min_qv)
-        except (TypeError, ValueError):
-            raise SeggerInputError(f"min_qv must be a number (or None), got {min_qv!r}") from None
-        if not np.isfinite(min_qv) or min_qv < 0:
-            raise SeggerInputError(f"min_qv must be a number ≥ 0, got {min_qv!r}")
+    min_qv = check_min_qv(min_qv)
 
     require_spatialdata()
     sdata, source = open_spatialdata(store)
@@ -546,19 +540,6 @@ def read_spatialdata(
                 "nuclear transcripts of each cell"
             )
 
-    notes += nuclei_warnings(nuc)
-    if source_kind != "none" and len(nuc) == 0:
-        notes.append("no nuclei were found; give polygons, a label image or nuclear-flagged transcripts")
-    nuc = nuc.reset_index(drop=True)
-    nuc.attrs = {}
-    transcripts.attrs = {}
-    return SpatialSample(
-        transcripts=transcripts,
-        nuclei=nuc,
-        platform="spatialdata",
-        source=source,
-        filter_report=report,
-        nuclei_source=source_kind,
-        warnings=notes,
-        nuclei_path=nuclei_path,
-    )
+    return make_sample(transcripts, nuc, platform="spatialdata", source=source, filter_report=report,
+                       nuclei_source=source_kind, notes=notes, nuclei_path=nuclei_path,
+                       nuclei_wanted=source_kind != "none")
