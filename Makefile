@@ -39,7 +39,7 @@ docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
-	$(PY) benchmarks/quality.py --json benchmarks/quality.json
+	$(PY) benchmarks/quality.py --json benchmarks/quality.json --docs docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

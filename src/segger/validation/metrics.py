@@ -33,6 +33,21 @@ __all__ = [
     "mecr",
     "mecr_per_pair",
     "mecr_flagged_cells",
+    "mecr_equal_coverage",
+    "quality_gene_pairs",
+    "match_cells",
+    "agreement_scores",
+    "best_match_agreement",
+    "mutual_agreement",
+    "adjusted_rand_index",
+    "truth_scores",
+    "nearest_nucleus",
+    "nuclear_gene_frequencies",
+    "geometry_moves",
+    "MECR_TOP_GENES",
+    "MECR_MIN_CELLS_FRAC",
+    "MECR_MAX_RATE",
+    "MECR_MIN_TRANSCRIPTS",
     "qc_report",
     "format_qc_table",
     "write_qc_json",
@@ -266,6 +281,286 @@ def agreement(
 
 
 # --------------------------------------------------------------------------------------------
+# best-match and mutual-best-match agreement (docs: quality-metrics.md)
+# --------------------------------------------------------------------------------------------
+
+
+def match_cells(
+    df: pd.DataFrame, pred_col: str = schema.SEGGER_CELL_ID, ref_col: str = schema.CELL_ID
+) -> dict[str, Any]:
+    """Largest-overlap matching between two segmentations of the same transcripts.
+
+    Overlaps ``|P ∩ R|`` are counted over the transcripts that **both** columns assign. Returns
+    ``pred_codes``, ``pred_labels``, ``ref_codes``, ``ref_labels`` (see :func:`factorize_cells`),
+    ``pred_best`` (per predicted cell, the reference code it shares most transcripts with, -1 when
+    it shares none), ``ref_best`` (per reference cell, its largest-overlap predicted code) and
+    ``paired`` (per predicted cell, True when it and ``pred_best`` are each other's largest
+    overlap). Ties go to the smallest code (ids sorted as ``str``).
+    """
+    _require(df, pred_col, ref_col)
+    pc, plabels = factorize_cells(df[pred_col])
+    rc, rlabels = factorize_cells(df[ref_col])
+    both = (pc >= 0) & (rc >= 0)
+    pred_best, _ = _plurality(pc[both], rc[both], len(plabels))
+    ref_best, _ = _plurality(rc[both], pc[both], len(rlabels))
+    paired = pred_best >= 0
+    paired[paired] = ref_best[pred_best[paired]] == np.flatnonzero(paired)
+    return {"pred_codes": pc, "pred_labels": plabels, "ref_codes": rc, "ref_labels": rlabels,
+            "pred_best": pred_best, "ref_best": ref_best, "paired": paired}
+
+
+def _nucleated_ref(rc: np.ndarray, n_ref: int, df: pd.DataFrame, nuclear_col: str,
+                   nucleus_bearing: Iterable[Any] | None, rlabels: np.ndarray) -> np.ndarray:
+    if nucleus_bearing is not None:
+        return np.isin(rlabels, [str(v) for v in nucleus_bearing])
+    if nuclear_col not in df.columns:
+        raise SeggerInputError(
+            f"agreement needs the {nuclear_col!r} column (which transcripts are nuclear) "
+            "or an explicit nucleus_bearing set of reference cell ids"
+        )
+    nuclear = _bool_column(df[nuclear_col])
+    in_ref = rc >= 0
+    return np.bincount(rc[in_ref & nuclear], minlength=n_ref) > 0
+
+
+def agreement_scores(
+    df: pd.DataFrame,
+    pred_col: str = schema.SEGGER_CELL_ID,
+    ref_col: str = schema.CELL_ID,
+    nucleus_bearing: Iterable[Any] | None = None,
+    nuclear_col: str = schema.NUCLEAR,
+) -> dict[str, Any]:
+    """Best-match and mutual-best-match agreement of ``pred_col`` with ``ref_col``.
+
+    Definitions (``shared/docs/quality-metrics.md``):
+
+    * *best match*: each predicted cell maps to the reference cell it shares most transcripts
+      with; a reference transcript agrees when its predicted cell maps to its own reference cell.
+      Splitting a reference cell costs nothing here.
+    * *mutual best match* (the target): P and R are paired only when R is P's largest overlap
+      **and** P is R's largest overlap (:func:`match_cells`); a reference transcript agrees when it
+      lies in the predicted cell paired with its reference cell. Splitting R into P1 + P2 leaves
+      the smaller piece unpaired; merging R1 + R2 into P leaves one of them unpaired.
+
+    Both are reported over the transcripts of *nucleated* reference cells (≥ 1 transcript with
+    ``nuclear_col`` true, or the ids in ``nucleus_bearing``); transcripts the prediction leaves
+    unassigned count as disagreeing. Returns ``best_match``, ``mutual``, ``n_transcripts``,
+    ``n_ref_cells`` (nucleated), ``n_pairs`` (mutual pairs among them). NaN when no transcript.
+    """
+    m = match_cells(df, pred_col, ref_col)
+    pc, rc = m["pred_codes"], m["ref_codes"]
+    n_ref = len(m["ref_labels"])
+    nucleated = _nucleated_ref(rc, n_ref, df, nuclear_col, nucleus_bearing, m["ref_labels"])
+    rows = (rc >= 0) & nucleated[np.where(rc >= 0, rc, 0)] if n_ref else np.zeros(len(df), bool)
+    r, p = rc[rows], pc[rows]
+    has_p = p >= 0
+    pp = np.where(has_p, p, 0)
+    best_ok = has_p & (m["pred_best"][pp] == r) if len(m["pred_best"]) else np.zeros(r.size, bool)
+    mutual_ok = best_ok & m["paired"][pp] if len(m["paired"]) else best_ok
+    n = int(rows.sum())
+    n_pairs = int(np.sum(nucleated[m["pred_best"][m["paired"]]])) if m["paired"].any() else 0
+    return {
+        "best_match": _safe_div(best_ok.sum(), n),
+        "mutual": _safe_div(mutual_ok.sum(), n),
+        "n_transcripts": n,
+        "n_ref_cells": int(nucleated.sum()),
+        "n_pairs": n_pairs,
+    }
+
+
+def best_match_agreement(df: pd.DataFrame, pred_col: str = schema.SEGGER_CELL_ID, ref_col: str = schema.CELL_ID,
+                         nucleus_bearing: Iterable[Any] | None = None, nuclear_col: str = schema.NUCLEAR) -> float:
+    """Best-match agreement (see :func:`agreement_scores`); rewards splitting, never use it alone."""
+    return agreement_scores(df, pred_col, ref_col, nucleus_bearing, nuclear_col)["best_match"]
+
+
+def mutual_agreement(df: pd.DataFrame, pred_col: str = schema.SEGGER_CELL_ID, ref_col: str = schema.CELL_ID,
+                     nucleus_bearing: Iterable[Any] | None = None, nuclear_col: str = schema.NUCLEAR) -> float:
+    """Mutual-best-match agreement (the target; see :func:`agreement_scores`)."""
+    return agreement_scores(df, pred_col, ref_col, nucleus_bearing, nuclear_col)["mutual"]
+
+
+# --------------------------------------------------------------------------------------------
+# against a known truth (simulated tissues)
+# --------------------------------------------------------------------------------------------
+
+
+def _comb2(n: np.ndarray) -> float:
+    n = np.asarray(n, dtype=np.float64)
+    return float(np.sum(n * (n - 1.0) / 2.0))
+
+
+def adjusted_rand_index(a: Any, b: Any) -> float:
+    """Adjusted Rand index of two labelings of the same items (any hashable labels).
+
+    1 for identical partitions up to relabelling, ~0 for independent ones; NaN for < 2 items.
+    Vectorised: the contingency table comes from one ``np.unique`` over code pairs.
+    """
+    ca = pd.factorize(pd.Series(np.asarray(a, dtype=object)))[0].astype(np.int64)
+    cb = pd.factorize(pd.Series(np.asarray(b, dtype=object)))[0].astype(np.int64)
+    n = ca.size
+    if n < 2:
+        return float("nan")
+    _, nij = np.unique(ca * (int(cb.max()) + 1) + cb, return_counts=True)
+    sum_ij = _comb2(nij)
+    sum_a = _comb2(np.bincount(ca))
+    sum_b = _comb2(np.bincount(cb))
+    total = n * (n - 1) / 2.0
+    expected = sum_a * sum_b / total
+    max_index = (sum_a + sum_b) / 2.0
+    if max_index == expected:  # both partitions trivial (all one cluster, or all singletons)
+        return 1.0 if sum_a == sum_b else 0.0
+    return float((sum_ij - expected) / (max_index - expected))
+
+
+def truth_scores(df: pd.DataFrame, pred_col: str = schema.SEGGER_CELL_ID, truth_col: str = "true_cell") -> dict[str, Any]:
+    """Transcript-assignment precision / recall / F1 and ARI against a known truth.
+
+    A transcript is *right* when the prediction assigns it and its predicted cell is mutually
+    paired (:func:`match_cells`) with its true cell; truth-unassigned (background) transcripts
+    are never right. ``precision = right / predicted-assigned``, ``recall = right /
+    truth-assigned``, ``f1`` their harmonic mean. ``ari``: adjusted Rand index of the two
+    labelings over the transcripts that both assign. Also ``fraction_assigned`` (prediction),
+    ``background_assigned`` (share of background transcripts the prediction puts in a cell)
+    and ``n_pairs``.
+    """
+    m = match_cells(df, pred_col, truth_col)
+    pc, tc = m["pred_codes"], m["ref_codes"]
+    assigned, in_cell = pc >= 0, tc >= 0
+    pp = np.where(assigned, pc, 0)
+    if len(m["pred_best"]):
+        right = assigned & in_cell & m["paired"][pp] & (m["pred_best"][pp] == tc)
+    else:
+        right = np.zeros(len(df), dtype=bool)
+    n_right = int(right.sum())
+    precision = _safe_div(n_right, assigned.sum())
+    recall = _safe_div(n_right, in_cell.sum())
+    f1 = (2 * precision * recall / (precision + recall)) if (precision + recall) > 0 else 0.0
+    both = assigned & in_cell
+    bg = ~in_cell
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": float(f1) if math.isfinite(precision) and math.isfinite(recall) else float("nan"),
+        "ari": adjusted_rand_index(pc[both], tc[both]),
+        "fraction_assigned": _safe_div(assigned.sum(), len(df)),
+        "background_assigned": _safe_div((assigned & bg).sum(), bg.sum()),
+        "n_pairs": int(m["paired"].sum()),
+        "n_true_cells": int(len(m["ref_labels"])),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# moves away from geometry
+# --------------------------------------------------------------------------------------------
+
+
+def _str_ids(values: Any) -> np.ndarray:
+    """Canonical ``str`` cell ids (as :func:`factorize_cells` spells them), ``None`` where unassigned."""
+    codes, labels = factorize_cells(values)
+    out = np.full(len(codes), None, dtype=object)
+    ok = codes >= 0
+    out[ok] = labels.astype(object)[codes[ok]]
+    return out
+
+
+def nearest_nucleus(x: Any, y: Any, nuclei: pd.DataFrame, id_col: str = schema.BD_ID,
+                    geometry_col: str = schema.GEOMETRY) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the id (str) of the nearest nucleus outline and the distance (µm, 0 inside).
+
+    One ``shapely.STRtree.query_nearest`` over all points (ties: the first nucleus in table order).
+    """
+    import shapely
+
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ids = nuclei[id_col].astype(str).to_numpy(dtype=object)
+    out_id = np.full(x.size, schema.UNASSIGNED, dtype=object)
+    out_d = np.full(x.size, np.inf)
+    if x.size == 0 or len(nuclei) == 0:
+        return out_id, out_d
+    tree = shapely.STRtree(nuclei[geometry_col].to_numpy())
+    (pi, gi), d = tree.query_nearest(shapely.points(x, y), return_distance=True, all_matches=False)
+    out_id[pi] = ids[gi]
+    out_d[pi] = d
+    return out_id, out_d
+
+
+def nuclear_gene_frequencies(
+    df: pd.DataFrame, ref_col: str = schema.CELL_ID, nuclear_col: str = schema.NUCLEAR, gene_col: str = schema.GENE
+) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray]:
+    """Nuclear profiles of the reference: ``(cell_labels, genes, counts, totals)``.
+
+    ``counts`` is a cells × genes CSR matrix of the reference's nuclear transcripts (``nuclear_col``
+    true, assigned in ``ref_col``); ``totals`` its row sums. Genes are all genes of ``df``.
+    """
+    _require(df, ref_col, gene_col, nuclear_col)
+    rc, rlabels = factorize_cells(df[ref_col])
+    gc, genes = pd.factorize(df[gene_col], sort=True, use_na_sentinel=True)
+    keep = (rc >= 0) & (gc >= 0) & _bool_column(df[nuclear_col])
+    m = sp.coo_matrix((np.ones(int(keep.sum()), dtype=np.int64), (rc[keep], gc[keep])),
+                      shape=(len(rlabels), len(genes))).tocsr()
+    m.sum_duplicates()
+    return rlabels, np.asarray(genes).astype(str), m, np.asarray(m.sum(axis=1)).ravel()
+
+
+def geometry_moves(
+    df: pd.DataFrame,
+    pred_col: str = schema.SEGGER_CELL_ID,
+    nearest_col: str = "nearest_nucleus",
+    ref_col: str = schema.CELL_ID,
+    nuclear_col: str = schema.NUCLEAR,
+    gene_col: str = schema.GENE,
+    pseudo_count: float = 1.0,
+) -> dict[str, Any]:
+    """How often a segmentation departs from the nearest nucleus, and whether expression backs it.
+
+    ``nearest_col`` holds, per transcript, the id of the nearest nucleus by boundary distance
+    (:func:`nearest_nucleus`; nucleus ids are reference cell ids, as for Xenium). Scored
+    transcripts: those the prediction puts in a *nucleus* cell (a predicted id that is a nucleus
+    id; fragments and unassigned are counted apart) and that have a nearest nucleus.
+
+    * ``moved``: share of scored transcripts whose cell is not their nearest nucleus;
+    * ``supported``: among the moved, share whose gene has a strictly higher frequency in the
+      chosen nucleus's nuclear profile than in the nearest nucleus's, frequency =
+      ``(count + pseudo_count) / (total + pseudo_count · n_genes)`` over the reference's nuclear
+      transcripts (:func:`nuclear_gene_frequencies`);
+    * ``moved_vendor_match``: among the moved, share whose chosen cell is the reference cell;
+    * ``n_scored``, ``n_moved``, ``in_non_nucleus_cell`` (share of all transcripts assigned to a
+      cell that is not a nucleus, e.g. fragments).
+    """
+    _require(df, pred_col, nearest_col, ref_col, gene_col, nuclear_col)
+    labels, genes, counts, totals = nuclear_gene_frequencies(df, ref_col, nuclear_col, gene_col)
+    pos = pd.Index(labels)
+    pred = _str_ids(df[pred_col])
+    ip = pos.get_indexer(pred)
+    inear = pos.get_indexer(_str_ids(df[nearest_col]))
+    assigned = pred != None  # noqa: E711 (object array)
+    scored = (ip >= 0) & (inear >= 0)
+    moved = scored & (ip != inear)
+    g = pd.Index(genes).get_indexer(df[gene_col].astype(str))
+    mv = np.flatnonzero(moved & (g >= 0))
+    n_genes = max(len(genes), 1)
+    supported = 0
+    if mv.size:
+        c_chosen = np.asarray(counts[ip[mv], g[mv]]).ravel().astype(float)
+        c_near = np.asarray(counts[inear[mv], g[mv]]).ravel().astype(float)
+        f_chosen = (c_chosen + pseudo_count) / (totals[ip[mv]] + pseudo_count * n_genes)
+        f_near = (c_near + pseudo_count) / (totals[inear[mv]] + pseudo_count * n_genes)
+        supported = int(np.sum(f_chosen > f_near))
+    vendor_match = int(np.sum(pred[moved] == _str_ids(df[ref_col])[moved]))
+    n_scored, n_moved = int(scored.sum()), int(moved.sum())
+    return {
+        "moved": _safe_div(n_moved, n_scored),
+        "supported": _safe_div(supported, n_moved),
+        "moved_vendor_match": _safe_div(vendor_match, n_moved),
+        "n_scored": n_scored,
+        "n_moved": n_moved,
+        "in_non_nucleus_cell": _safe_div(int(np.sum(assigned & (ip < 0))), len(df)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # MECR: mutually exclusive co-expression rate
 # --------------------------------------------------------------------------------------------
 
@@ -299,11 +594,12 @@ def find_exclusive_gene_pairs(
     cell_col: str = schema.CELL_ID,
     nuclear_only: bool = True,
     min_cells_frac: float = 0.05,
-    max_pairs: int = 100,
+    max_pairs: int | None = 100,
     max_rate: float = 0.02,
     gene_col: str = schema.GENE,
     nuclear_col: str = schema.NUCLEAR,
     exclude_controls: bool = True,
+    top_genes: int | None = None,
 ) -> pd.DataFrame:
     """Gene pairs that are (almost) never co-expressed in the same nucleus.
 
@@ -313,7 +609,10 @@ def find_exclusive_gene_pairs(
     ``NegControl*``, ``BLANK*``, ``Unassigned*``, ``Deprecated*``, ``antisense*`` — when
     ``exclude_controls``). For every remaining pair the co-expression rate is
     ``#cells(both) / #cells(either)``; pairs with rate ≤ ``max_rate`` are returned, lowest rate
-    first (ties: more cells expressing either, then names), at most ``max_pairs``.
+    first (ties: more cells expressing either, then names), at most ``max_pairs`` (all when
+    ``None``). ``top_genes``: keep only the that many most frequently detected of the remaining
+    genes (most cells first, ties by name) before forming pairs. :func:`quality_gene_pairs` is
+    the benchmark's rule (top 60 genes, ≥ 5 % of nuclei, rate ≤ 0.03, all pairs).
 
     Returns a DataFrame ``gene_a, gene_b, rate, n_both, n_either`` (``gene_a < gene_b``),
     possibly empty. Cost: one sparse ``B.T @ B`` over the kept genes.
@@ -330,13 +629,16 @@ def find_exclusive_gene_pairs(
          "n_either": pd.Series(dtype=np.int64)}
     )
     n_cells = B.shape[0]
-    if n_cells == 0 or max_pairs <= 0:
+    if n_cells == 0 or (max_pairs is not None and max_pairs <= 0):
         return empty
     n_per_gene = np.asarray(B.sum(axis=0)).ravel()
     ok = (n_per_gene >= max(1.0, min_cells_frac * n_cells))
     if exclude_controls:
         ok &= ~_is_control(genes)
     idx = np.flatnonzero(ok)
+    if top_genes is not None:
+        idx = idx[np.lexsort((genes[idx], -n_per_gene[idx]))][: int(top_genes)]
+        idx.sort()
     if idx.size < 2:
         return empty
     Bk = B[:, idx].tocsc()
@@ -350,7 +652,9 @@ def find_exclusive_gene_pairs(
     if sel.size == 0:
         return empty
     ga, gb = genes[idx[ia[sel]]], genes[idx[ib[sel]]]
-    order = np.lexsort((gb, ga, -n_either[sel], rate[sel]))[:max_pairs]
+    order = np.lexsort((gb, ga, -n_either[sel], rate[sel]))
+    if max_pairs is not None:
+        order = order[:max_pairs]
     sel = sel[order]
     return pd.DataFrame(
         {
@@ -381,12 +685,25 @@ def _pairs_list(gene_pairs: Any) -> list[tuple[str, str]]:
     return [(str(a), str(b)) for a, b in gene_pairs]
 
 
+def _cell_size_mask(df: pd.DataFrame, cell_col: str, min_transcripts: int, mask: np.ndarray | None) -> np.ndarray | None:
+    """Rows whose cell holds ≥ ``min_transcripts`` rows (counted within ``mask``), and ``mask``."""
+    if min_transcripts <= 1:
+        return mask
+    codes, labels = factorize_cells(df[cell_col])
+    keep = codes >= 0 if mask is None else (codes >= 0) & mask
+    n = np.bincount(codes[keep], minlength=len(labels))
+    big = np.zeros(len(codes), dtype=bool)
+    big[keep] = n[codes[keep]] >= min_transcripts
+    return big
+
+
 def _pair_matrix(
-    df: pd.DataFrame, gene_pairs: Any, cell_col: str, gene_col: str
+    df: pd.DataFrame, gene_pairs: Any, cell_col: str, gene_col: str, min_transcripts: int = 1,
+    mask: np.ndarray | None = None,
 ) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray, np.ndarray]:
     """Binary cells × pair-genes matrix and, per pair, the two column indices (-1 = gene absent)."""
     pairs = _pairs_list(gene_pairs)
-    B, cells, genes = _binary_matrix(df, cell_col, gene_col)
+    B, cells, genes = _binary_matrix(df, cell_col, gene_col, _cell_size_mask(df, cell_col, min_transcripts, mask))
     pos = {g: i for i, g in enumerate(genes)}
     a = np.array([pos.get(p[0], -1) for p in pairs], dtype=np.int64)
     b = np.array([pos.get(p[1], -1) for p in pairs], dtype=np.int64)
@@ -397,17 +714,20 @@ def _pair_matrix(
 
 
 def mecr_per_pair(
-    df: pd.DataFrame, gene_pairs: Any, cell_col: str = schema.SEGGER_CELL_ID, gene_col: str = schema.GENE
+    df: pd.DataFrame, gene_pairs: Any, cell_col: str = schema.SEGGER_CELL_ID, gene_col: str = schema.GENE,
+    min_transcripts: int = 1, mask: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per pair: ``gene_a, gene_b, n_both, n_either, rate`` over the cells of ``cell_col``.
 
-    All assigned transcripts of each cell count (unassigned ones are ignored); ``rate`` is NaN
-    for a pair that no cell expresses.
+    All assigned transcripts of each cell count (unassigned ones are ignored); only cells with
+    ≥ ``min_transcripts`` of them, and only the rows where ``mask`` (bool array) is true, when
+    given (cell sizes are counted within ``mask``); ``rate`` is NaN for a pair that no cell
+    expresses.
     """
     pairs = _pairs_list(gene_pairs)
     if not pairs:
         return pd.DataFrame(columns=["gene_a", "gene_b", "n_both", "n_either", "rate"])
-    Bz, _, a, b = _pair_matrix(df, pairs, cell_col, gene_col)
+    Bz, _, a, b = _pair_matrix(df, pairs, cell_col, gene_col, min_transcripts, mask)
     used, inv = np.unique(np.r_[a, b], return_inverse=True)
     Bu = Bz[:, used]
     C = (Bu.T @ Bu).toarray().astype(np.int64)
@@ -428,7 +748,8 @@ def mecr_per_pair(
 
 
 def mecr(
-    df: pd.DataFrame, gene_pairs: Any, cell_col: str = schema.SEGGER_CELL_ID, gene_col: str = schema.GENE
+    df: pd.DataFrame, gene_pairs: Any, cell_col: str = schema.SEGGER_CELL_ID, gene_col: str = schema.GENE,
+    min_transcripts: int = 1, mask: np.ndarray | None = None,
 ) -> float:
     """Mutually exclusive co-expression rate of a segmentation.
 
@@ -437,12 +758,62 @@ def mecr(
     that no cell expresses are skipped). ``gene_pairs``: a DataFrame from
     :func:`find_exclusive_gene_pairs` or any sequence of ``(gene_a, gene_b)``. Lower is better:
     a segmentation that merges cells, or spills transcripts into neighbours, co-expresses
-    exclusive markers. NaN when there is no usable pair.
+    exclusive markers. NaN when there is no usable pair. ``min_transcripts``: only cells with at
+    least that many assigned transcripts count (the benchmark uses
+    :data:`MECR_MIN_TRANSCRIPTS` = 5); ``mask``: score only these rows (see
+    :func:`mecr_equal_coverage`).
     """
-    per = mecr_per_pair(df, gene_pairs, cell_col, gene_col)
+    per = mecr_per_pair(df, gene_pairs, cell_col, gene_col, min_transcripts, mask)
     rates = per["rate"].to_numpy(dtype=float)
     rates = rates[np.isfinite(rates)]
     return float(rates.mean()) if rates.size else float("nan")
+
+
+MECR_TOP_GENES = 60
+"""Gene pairs are formed among this many most frequently detected nuclear genes."""
+MECR_MIN_CELLS_FRAC = 0.05
+"""A gene must be detected in at least this share of the reference's nuclei."""
+MECR_MAX_RATE = 0.03
+"""A pair is exclusive when its co-detection rate over nuclei is at most this."""
+MECR_MIN_TRANSCRIPTS = 5
+"""Cells with fewer transcripts do not count in MECR."""
+
+
+def quality_gene_pairs(df: pd.DataFrame, ref_col: str = schema.CELL_ID, nuclear_col: str = schema.NUCLEAR,
+                       gene_col: str = schema.GENE) -> pd.DataFrame:
+    """The benchmark's exclusive gene pairs (``shared/docs/quality-metrics.md``).
+
+    Among the :data:`MECR_TOP_GENES` most frequently detected genes of the reference's
+    nucleus-only profiles (genes present in ≥ :data:`MECR_MIN_CELLS_FRAC` of nuclei; controls
+    excluded), every pair whose co-detection rate ``|A∧B| / |A∨B|`` over nuclei is ≤
+    :data:`MECR_MAX_RATE`. All transcripts of the reference are used when there is no
+    ``nuclear_col``.
+    """
+    return find_exclusive_gene_pairs(
+        df, cell_col=ref_col, nuclear_only=nuclear_col in df.columns, min_cells_frac=MECR_MIN_CELLS_FRAC,
+        max_pairs=None, max_rate=MECR_MAX_RATE, gene_col=gene_col, nuclear_col=nuclear_col,
+        top_genes=MECR_TOP_GENES,
+    )
+
+
+def mecr_equal_coverage(
+    df: pd.DataFrame, gene_pairs: Any, col_a: str, col_b: str, gene_col: str = schema.GENE,
+    min_transcripts: int = MECR_MIN_TRANSCRIPTS,
+) -> dict[str, Any]:
+    """MECR of two segmentations on the transcripts that **both** assign, with the same pairs.
+
+    Removes the gain from dropping transcripts or splitting them off: a transcript that only one
+    of ``col_a`` / ``col_b`` assigns is ignored by both. Cell sizes (``min_transcripts``) are
+    counted on the shared transcripts. Returns ``a``, ``b`` (the two MECRs), ``relative``
+    (``(a - b) / b``; negative: ``col_a`` is purer), ``n_shared`` and ``shared_fraction``.
+    """
+    _require(df, col_a, col_b, gene_col)
+    shared = ~unassigned_mask(df[col_a]) & ~unassigned_mask(df[col_b])
+    a = mecr(df, gene_pairs, col_a, gene_col, min_transcripts, shared)
+    b = mecr(df, gene_pairs, col_b, gene_col, min_transcripts, shared)
+    rel = (a - b) / b if (math.isfinite(a) and math.isfinite(b) and b > 0) else float("nan")
+    return {"a": a, "b": b, "relative": rel, "n_shared": int(shared.sum()),
+            "shared_fraction": _safe_div(shared.sum(), len(df))}
 
 
 def mecr_flagged_cells(
@@ -451,16 +822,17 @@ def mecr_flagged_cells(
     cell_col: str = schema.SEGGER_CELL_ID,
     gene_col: str = schema.GENE,
     top: int | None = 50,
+    min_transcripts: int = 1,
 ) -> pd.DataFrame:
     """Cells that co-express at least one exclusive pair: ``cell_id, n_pairs`` (most first).
 
     ``n_pairs`` = how many of ``gene_pairs`` the cell co-expresses; ties sorted by id; at most
-    ``top`` rows (all when ``None``).
+    ``top`` rows (all when ``None``); only cells with ≥ ``min_transcripts`` transcripts.
     """
     pairs = _pairs_list(gene_pairs)
     if not pairs:
         return pd.DataFrame({"cell_id": pd.Series(dtype=object), "n_pairs": pd.Series(dtype=np.int64)})
-    Bz, cells, a, b = _pair_matrix(df, pairs, cell_col, gene_col)
+    Bz, cells, a, b = _pair_matrix(df, pairs, cell_col, gene_col, min_transcripts)
     co = Bz[:, a].multiply(Bz[:, b])  # cells × pairs, 1 where both
     n = np.asarray(co.sum(axis=1)).ravel().astype(np.int64)
     hit = np.flatnonzero(n > 0)
@@ -519,11 +891,13 @@ def qc_report(
     reference_column: str | None = schema.CELL_ID,
     cell_col: str = schema.SEGGER_CELL_ID,
     *,
-    n_pairs: int = 100,
-    max_pair_rate: float = 0.02,
-    min_cells_frac: float = 0.05,
+    n_pairs: int | None = None,
+    max_pair_rate: float = MECR_MAX_RATE,
+    min_cells_frac: float = MECR_MIN_CELLS_FRAC,
     top_flagged: int = 50,
     score_bins: int = 20,
+    top_genes: int | None = MECR_TOP_GENES,
+    min_cell_transcripts: int = MECR_MIN_TRANSCRIPTS,
 ) -> dict[str, Any]:
     """QC summary of a segmentation result, compared with a reference when there is one.
 
@@ -533,8 +907,14 @@ def qc_report(
     mean, histogram ``bins`` edges / ``counts``; None without ``score``), ``mecr``,
     ``n_mecr_flagged_cells``, ``mecr_flagged_cells`` (ids of the ``top_flagged`` segger cells
     co-expressing the most exclusive pairs), ``mecr_flagged_counts`` (their pair counts),
-    ``mecr_gene_pairs`` ([[a, b], …]), ``agreement`` and ``reference``
+    ``mecr_gene_pairs`` ([[a, b], …]), ``agreement`` (mutual best match, the target),
+    ``agreement_best_match``, ``agreement_nucleus`` (the older nuclear-plurality match of
+    :func:`agreement`) and ``reference``
     (``{"column", "fraction_assigned", "transcripts_per_cell", "mecr"}``).
+
+    The defaults are the benchmark's definitions (``shared/docs/quality-metrics.md``): gene pairs
+    among the 60 most detected nuclear genes (≥ 5 % of nuclei, rate ≤ 0.03, all pairs), MECR over
+    cells with ≥ 5 transcripts — the same code as ``benchmarks/quality.py``.
 
     When ``reference_column`` is None, missing from ``df`` or holds no assigned transcript,
     ``reference`` / ``agreement`` / the MECR entries are None: exclusive gene pairs are found
@@ -553,6 +933,8 @@ def qc_report(
         "assignment_counts": None,
         "score": _score_summary(df, assigned, score_bins),
         "agreement": None,
+        "agreement_best_match": None,
+        "agreement_nucleus": None,
         "mecr": None,
         "mecr_gene_pairs": None,
         "n_mecr_flagged_cells": None,
@@ -582,7 +964,10 @@ def qc_report(
     }
     report["reference"] = ref
     if has_nuclear:
-        report["agreement"] = agreement(df, cell_col, reference_column)
+        sc = agreement_scores(df, cell_col, reference_column)
+        report["agreement"] = sc["mutual"]
+        report["agreement_best_match"] = sc["best_match"]
+        report["agreement_nucleus"] = agreement(df, cell_col, reference_column)
     pairs = find_exclusive_gene_pairs(
         df,
         cell_col=reference_column,
@@ -590,12 +975,13 @@ def qc_report(
         min_cells_frac=min_cells_frac,
         max_pairs=n_pairs,
         max_rate=max_pair_rate,
+        top_genes=top_genes,
     )
     report["mecr_gene_pairs"] = [[a, b] for a, b in zip(pairs["gene_a"], pairs["gene_b"])]
     if len(pairs):
-        report["mecr"] = mecr(df, pairs, cell_col)
-        ref["mecr"] = mecr(df, pairs, reference_column)
-        flagged = mecr_flagged_cells(df, pairs, cell_col, top=None)
+        report["mecr"] = mecr(df, pairs, cell_col, min_transcripts=min_cell_transcripts)
+        ref["mecr"] = mecr(df, pairs, reference_column, min_transcripts=min_cell_transcripts)
+        flagged = mecr_flagged_cells(df, pairs, cell_col, top=None, min_transcripts=min_cell_transcripts)
         report["n_mecr_flagged_cells"] = int(len(flagged))
         top = flagged.head(top_flagged)
         report["mecr_flagged_cells"] = [str(c) for c in top["cell_id"]]
@@ -635,7 +1021,9 @@ def qc_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     if report.get("n_mecr_flagged_cells") is not None:
         rows.append(("cells co-expressing exclusive pairs", _fmt(report["n_mecr_flagged_cells"], "int"), "-"))
     if report.get("agreement") is not None:
-        rows.append(("agreement with reference", _fmt(report["agreement"], "pct"), "-"))
+        rows.append(("agreement with reference (mutual best match)", _fmt(report["agreement"], "pct"), "-"))
+    if report.get("agreement_best_match") is not None:
+        rows.append(("agreement with reference (best match)", _fmt(report["agreement_best_match"], "pct"), "-"))
     counts = report.get("assignment_counts")
     if counts:
         total = sum(counts.values()) or 1
