@@ -27,9 +27,11 @@ def _assigned(df: pd.DataFrame) -> np.ndarray:
 
 
 def _has_candidate(bundle) -> np.ndarray:
+    """Transcripts with a candidate nucleus outline within the graph's reach (max_distance)."""
     cand = bundle.data[TX_CAND].edge_index.numpy()
+    ok = bundle.data[TX_CAND].d_abs.numpy() <= bundle.max_distance
     has = np.zeros(bundle.data["tx"].num_nodes, bool)
-    has[cand[0]] = True
+    has[cand[0][ok]] = True
     return has
 
 
@@ -40,10 +42,13 @@ def test_prediction_scores(lung_prediction, pkg_lung_graph):
     assert np.isfinite(p.cand_score).all()
     assert (p.cand_score >= 0).all() and (p.cand_score <= 1).all()
     assert p.n_tx == pkg_lung_graph.data["tx"].num_nodes
-    # best candidate per transcript = the max of its candidate scores
-    best = np.zeros(p.n_tx, np.float32)
-    np.maximum.at(best, p.cand_tx, p.cand_score)
-    np.testing.assert_array_equal(best, p.best_score)
+    # the winner's score is its own candidate score
+    has = p.best_bd >= 0
+    key = dict(zip((p.cand_tx * 10**6 + p.cand_bd).tolist(), p.cand_score.tolist()))
+    t = np.flatnonzero(has)
+    np.testing.assert_array_equal(p.best_score[t], np.array([key[k] for k in (t * 10**6 + p.best_bd[t]).tolist()],
+                                                            dtype=np.float32))
+    assert (p.best_score[~has] == 0).all()
     assert ((p.best_bd >= 0) == _has_candidate(pkg_lung_graph)).all()
     assert np.isfinite(p.nn_sim).all() and (np.abs(p.nn_sim) <= 1 + 1e-5).all()
 
@@ -174,18 +179,25 @@ def test_fragments_are_connected_and_switchable(lung_prediction, pkg_lung_graph)
     df = p.assign(score_cut=0.9, min_fragment_size=5, fragment_similarity=0.9)
     labels = df[S.SEGGER_CELL_ID].to_numpy()
     frag = (df[S.ASSIGNMENT] == "fragment").to_numpy()
-    if frag.any():
-        # each fragment is one connected piece of the tx–tx graph edges with similarity ≥ 0.9
-        keep = frag[p.nn_src] & frag[p.nn_dst] & (p.nn_sim >= 0.9) & (labels[p.nn_src] == labels[p.nn_dst])
-        g = coo_matrix((np.ones(keep.sum()), (p.nn_src[keep], p.nn_dst[keep])), shape=(p.n_tx, p.n_tx))
-        _, comp = connected_components(g, directed=True, connection="weak")
-        for fid in np.unique(labels[frag]):
-            assert len(np.unique(comp[labels == fid])) == 1, fid
+    assert frag.any(), "the lung crop has transcripts beyond the reach: fragments must form"
+    # each fragment is one connected piece of the tx–tx graph edges with similarity ≥ 0.9
+    keep = frag[p.nn_src] & frag[p.nn_dst] & (p.nn_sim >= 0.9) & (labels[p.nn_src] == labels[p.nn_dst])
+    g = coo_matrix((np.ones(keep.sum()), (p.nn_src[keep], p.nn_dst[keep])), shape=(p.n_tx, p.n_tx))
+    _, comp = connected_components(g, directed=True, connection="weak")
+    for fid in np.unique(labels[frag]):
+        assert len(np.unique(comp[labels == fid])) == 1, fid
     off = p.assign(score_cut=0.9, fragments=False)
     assert not (off[S.ASSIGNMENT] == "fragment").any()
-    # a stricter similarity only splits fragments: never more fragment transcripts
-    strict = p.assign(score_cut=0.9, fragment_similarity=0.99, min_fragment_size=5)
-    assert (strict[S.ASSIGNMENT] == "fragment").sum() <= frag.sum()
+    # without the size/extent caps, a stricter similarity only splits fragments: never more fragment
+    # transcripts (with the caps, splitting can bring a too-large component under them)
+    uncapped = PredictConfig(max_fragment_size=10**9, max_fragment_extent=1e9)
+    p.config, saved = uncapped, p.config
+    try:
+        loose = p.assign(score_cut=0.9, min_fragment_size=5, fragment_similarity=0.9)
+        strict = p.assign(score_cut=0.9, fragment_similarity=0.99, min_fragment_size=5)
+    finally:
+        p.config = saved
+    assert (strict[S.ASSIGNMENT] == "fragment").sum() <= (loose[S.ASSIGNMENT] == "fragment").sum()
 
 
 def test_fragment_numbering_is_deterministic(lung_prediction):

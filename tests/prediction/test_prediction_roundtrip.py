@@ -22,18 +22,10 @@ from segger.training import message_graph, prepare_tiles
 
 pytestmark = pytest.mark.slow  # uses the model trained on the real lung crop
 
-# Measured on this CPU, 1 torch thread (tiny model: hidden 16, out 16, heads 2, 1 mid layer; seed 0;
-# default validation split: 2412 labelled pairs, 603 positives), model AUROC vs baseline AUROC:
-#   20 epochs, lr 5e-3 (this test's fixture, 8 s):  0.99926 vs 0.99988
-#   60 epochs, lr 5e-3 (27 s):                      0.99064 vs 0.99988 (best epoch 0.99926)
-#   60 epochs, lr 2e-2 (34 s):                      0.9965  vs 0.99988 (best epoch 0.9994)
-ROUND_TRIP_REASON = (
-    "held-out-block validation AUROC of the trained model does not beat the nearest-nucleus baseline on "
-    "the same 2412 labelled pairs: baseline (-distance to nucleus outline) 0.99988; model 0.99926 after "
-    "20 epochs, 0.99064 after 60 epochs (lr 5e-3), 0.9965 after 60 epochs at lr 2e-2 (best epoch of any "
-    "run 0.9994). The validation positives are nuclear transcripts (inside their own nucleus, distance "
-    "0), so the geometric baseline is near-perfect on this label set"
-)
+# The validation positives are nuclear transcripts (inside their own nucleus, distance 0), so the
+# geometric baseline is near-perfect on this label set (AUROC 0.9999): the full score cannot beat it
+# there and this file does not pretend it does. What the label set *can* show is whether the GNN's
+# expression term learned anything: its AUROC with the geometry hidden (``val_auroc_dot``).
 
 
 def _pairs_and_labels(val_items):
@@ -54,11 +46,20 @@ def _model_scores(model, val_items) -> np.ndarray:
     for v in val_items:
         z = model(*message_graph(v, v.hidden))
         if hasattr(model, "logits"):
-            d_rel = v["label_d_rel"] if "label_d_rel" in v else None
-            logits = model.logits(z, v.label_index, d_rel)
+            logits = model.logits(z, v.label_index, v["label_geo"])
         else:
             logits = (z["tx"][v.label_index[0]] * z["bd"][v.label_index[1]]).sum(-1)
         out.append(torch.sigmoid(logits.float()).numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def _expression_scores(model, val_items) -> np.ndarray:
+    """The expression term alone (no geometry) for every labelled pair."""
+    out = []
+    for v in val_items:
+        z = model(*message_graph(v, v.hidden))
+        out.append(model.head.expression_logit(model.dot(z, v.label_index)).float().numpy())
     return np.concatenate(out)
 
 
@@ -77,9 +78,11 @@ def round_trip(lung_trained, pkg_lung_graph, core_env_ctx):
         _, val_items, info = prepare_tiles(pkg_lung_graph, lung_trained.config)
         tx, bd, lab = _pairs_and_labels(val_items)
         model_s = _model_scores(lung_trained.model, val_items)
+        expr_s = _expression_scores(lung_trained.model, val_items)
     base_s = _baseline_scores(pkg_lung_graph, tx, bd)
     return {"tx": tx, "bd": bd, "labels": lab, "model": model_s, "baseline": base_s, "info": info,
-            "model_auroc": _auroc(model_s, lab), "baseline_auroc": _auroc(base_s, lab)}
+            "model_auroc": _auroc(model_s, lab), "baseline_auroc": _auroc(base_s, lab),
+            "expression_auroc": _auroc(expr_s, lab)}
 
 
 def test_validation_pairs_are_the_runs(round_trip, lung_trained, pkg_lung_graph):
@@ -113,13 +116,16 @@ def test_baseline_matches_nearest_nucleus_scores(round_trip, pkg_lung_graph):
 
 
 def test_model_learned_something(round_trip):
-    assert round_trip["model_auroc"] > 0.75
+    assert round_trip["model_auroc"] > 0.9
 
 
-@pytest.mark.xfail(strict=True, reason=ROUND_TRIP_REASON)
-def test_model_beats_nearest_nucleus_baseline(round_trip):
-    rt = round_trip
-    assert rt["model_auroc"] > rt["baseline_auroc"], (
-        f"model AUROC {rt['model_auroc']:.5f} ≤ baseline AUROC {rt['baseline_auroc']:.5f} "
-        f"on {len(rt['labels'])} held-out pairs ({int(rt['labels'].sum())} positives)"
-    )
+def test_expression_term_is_logged_as_the_runs(round_trip, lung_trained):
+    """``val_auroc_dot`` in the history is the expression term's AUROC on these very pairs."""
+    assert lung_trained.history[-1]["val_auroc_dot"] == pytest.approx(round_trip["expression_auroc"], abs=2e-3)
+
+
+def test_expression_term_learned_without_geometry(round_trip):
+    """With the geometry hidden, the GNN's dot product still tells a transcript's own nucleus from
+    its neighbours' (chance is 0.5; an untrained or expression-free model scores ~0.5 — measured
+    0.50–0.55 before the expression objective existed)."""
+    assert round_trip["expression_auroc"] > 0.6, round_trip["expression_auroc"]

@@ -43,12 +43,13 @@ def ckpt(tmp_path, trained, synthetic_graph):
 def _scores(model, bundle):
     """Embeddings and candidate link logits of the whole graph (the model's full output)."""
     from segger.data import TX_CAND
+    from segger.data.graph import edge_geometry
     from segger.prediction.predict import embed
 
     z = embed(model, bundle.data, torch.device("cpu"))
     cand = bundle.data[TX_CAND].edge_index
     if hasattr(model, "logits"):
-        logits = model.logits(z, cand, bundle.data[TX_CAND].get("d_rel"))
+        logits = model.logits(z, cand, edge_geometry(bundle.data))
     else:
         logits = (z["tx"][cand[0]] * z["bd"][cand[1]]).sum(-1)
     return z, logits.detach()
@@ -68,7 +69,7 @@ def test_save_then_load_gives_identical_outputs(ckpt, trained, synthetic_graph):
     assert torch.equal(za["tx"], zb["tx"]) and torch.equal(za["bd"], zb["bd"])
     assert torch.equal(la, lb)
     if hasattr(trained.model, "head"):
-        assert model.head.spatial == trained.model.head.spatial
+        assert model.head.terms == trained.model.head.terms
 
 
 def test_payload_is_plain_data(ckpt, trained, synthetic_graph):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from segger import schema as S
-from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, lookup_d_rel, subgraph
+from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, lookup_geometry, subgraph
 from segger.data.sampling import sample_labels
 from segger.errors import SeggerInputError
 from segger.progress import Progress, deterministic_threads
@@ -113,7 +113,7 @@ class FinetuneRun:
         keep = (c_index >= 0).all(dim=0)
         c_index, c_y = c_index[:, keep], c_y[keep]
         far = float(self.bundle.params.dist_bd)
-        c_d_rel = lookup_d_rel(data, c_index, far)
+        c_geo = lookup_geometry(data, c_index, far)
         bel = data[TX_BD].edge_index
         # corrected transcripts no longer pass messages to the nucleus they were taken from
         corrected_tx = torch.zeros(data["tx"].num_nodes, dtype=torch.bool)
@@ -129,9 +129,9 @@ class FinetuneRun:
             z = self.model(*message_graph(data, sup | blocked))
             loss = torch.zeros(())
             if lab.numel():
-                logits = self.model.logits(z, li, lookup_d_rel(data, li, far))
+                logits = self.model.logits(z, li, lookup_geometry(data, li, far))
                 loss = F.binary_cross_entropy_with_logits(logits, lab)
-            c_logits = self.model.logits(z, c_index, c_d_rel)
+            c_logits = self.model.logits(z, c_index, c_geo)
             c_loss = F.binary_cross_entropy_with_logits(c_logits, c_y)
             total = loss + cfg.correction_weight * c_loss
             opt.zero_grad()
@@ -161,7 +161,7 @@ def repredict_region(prediction, model: torch.nn.Module, core_tx: np.ndarray, ma
                      device: str = "cpu"):
     """A new :class:`~segger.prediction.Prediction` whose scores are recomputed for ``core_tx``
     (sorted global tx indices) using ``margin`` µm of graph context; all other scores are kept."""
-    from segger.prediction.predict import Prediction, _device, _pair_scores, embed
+    from segger.prediction.predict import Prediction, _device, score_region
 
     bundle = prediction.bundle
     data = bundle.data
@@ -173,33 +173,28 @@ def repredict_region(prediction, model: torch.nn.Module, core_tx: np.ndarray, ma
     bd_idx = np.flatnonzero(np.all((bpos >= lo) & (bpos <= hi), axis=1))
     sub = subgraph(data, ctx, bd_idx)
     model = model.to(dev)
-    z = embed(model, sub, dev)
-    head = getattr(model, "head", None)
-    core = np.isin(ctx, core_tx)
-    c = sub[TX_CAND].edge_index.numpy()
-    cm = core[c[0]]
-    c = c[:, cm]
-    d_rel = sub[TX_CAND].d_rel[torch.from_numpy(cm)] if "d_rel" in sub[TX_CAND] else None
-    cs = _pair_scores(z["tx"], z["bd"], c[0], c[1], head=head, d_rel=d_rel)
-    e = sub[TX_TX].edge_index.numpy()
-    e = e[:, core[e[1]]]
-    ns = _pair_scores(z["tx"], z["tx"], e[0], e[1], cosine=True)
+    r = score_region(model, sub, dev, np.isin(ctx, core_tx))
     model.cpu()
     in_core = np.zeros(data["tx"].num_nodes, dtype=bool)
     in_core[core_tx] = True
     keep_c = ~in_core[prediction.cand_tx]
     keep_n = ~in_core[prediction.nn_dst]
+    d_abs = choice = None
+    if prediction.cand_d_abs is not None and r.d_abs is not None:
+        d_abs = np.concatenate([prediction.cand_d_abs[keep_c], r.d_abs])
+    if prediction.cand_choice is not None and r.choice is not None:
+        choice = np.concatenate([prediction.cand_choice[keep_c], r.choice])
     return Prediction(
         bundle,
-        np.concatenate([prediction.cand_tx[keep_c], ctx[c[0]]]),
-        np.concatenate([prediction.cand_bd[keep_c], bd_idx[c[1]]]),
-        np.concatenate([prediction.cand_score[keep_c], cs]),
-        np.concatenate([prediction.nn_src[keep_n], ctx[e[0]]]),
-        np.concatenate([prediction.nn_dst[keep_n], ctx[e[1]]]),
-        np.concatenate([prediction.nn_sim[keep_n], ns]),
-        config=prediction.config, seconds=prediction.seconds,
+        np.concatenate([prediction.cand_tx[keep_c], ctx[r.cand[0]]]),
+        np.concatenate([prediction.cand_bd[keep_c], bd_idx[r.cand[1]]]),
+        np.concatenate([prediction.cand_score[keep_c], r.score]),
+        np.concatenate([prediction.nn_src[keep_n], ctx[r.nn[0]]]),
+        np.concatenate([prediction.nn_dst[keep_n], ctx[r.nn[1]]]),
+        np.concatenate([prediction.nn_sim[keep_n], r.sim]),
+        config=prediction.config, seconds=prediction.seconds, cand_d_abs=d_abs, cand_choice=choice,
+        geometric=prediction.geometric,
     )
-
 
 
 def finetune_and_repredict(model, prediction, store_or_table, config: FinetuneConfig | None = None,

@@ -13,7 +13,10 @@ Edge types (source → target, message direction)
                                    point-in-polygon with a shapely STRtree): the supervision.
     ``('tx','candidate','bd')``  each transcript's ``k_bd`` nearest nucleus centroids closer than
                                    ``dist_bd`` (plus its own nucleus): the cells it may join. Not a
-                                   message-passing edge; prediction scores these.
+                                   message-passing edge; prediction scores these. Edge attributes:
+                                   ``d_abs`` = distance (µm) from the transcript to the nucleus
+                                   outline (0 inside) and ``d_rel`` = ``d_abs`` minus the smallest
+                                   ``d_abs`` of the transcript's candidates (0 for the nearest).
 """
 
 from __future__ import annotations
@@ -45,9 +48,12 @@ class GraphParams:
     k_tx: int = 5  # neighbours per transcript in the tx–tx graph
     dist_tx: float = 5.0  # upper bound on tx–tx edge length
     k_bd: int = 4  # candidate nuclei per transcript
-    dist_bd: float = 15.0  # upper bound on the transcript–nucleus-centroid distance of a candidate
+    dist_bd: float = 20.0  # upper bound on the transcript–nucleus-centroid distance of a candidate
     use_z: bool = False  # tx–tx neighbours in 3-D (x, y, z) instead of 2-D
     belongs: str = "auto"  # auto | flag | polygon: how nuclear transcripts are linked to nuclei
+    # farthest µm from a nucleus outline that a transcript may join that nucleus; None: estimated
+    # from the sample's transcript density (segger.data.reach)
+    max_distance: float | None = None
 
     def validate(self) -> "GraphParams":
         for name in ("k_tx", "k_bd"):
@@ -60,6 +66,13 @@ class GraphParams:
                 raise SeggerInputError(
                     f"graph parameter {name}={v!r} is invalid: use a distance in µm greater than 0 and at most 1000"
                 )
+        v = self.max_distance
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.floating))
+                              or not np.isfinite(v) or v < 0 or v > 1000):
+            raise SeggerInputError(
+                f"graph parameter max_distance={v!r} is invalid: use a distance in µm from 0 to 1000, or leave it unset "
+                "to estimate it from the data"
+            )
         if self.belongs not in ("auto", "flag", "polygon"):
             raise SeggerInputError(f"graph parameter belongs={self.belongs!r} is invalid: use auto, flag or polygon")
         return self
@@ -86,6 +99,11 @@ class GraphBundle:
     vocab: GeneVocab
     params: GraphParams
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_distance(self) -> float:
+        """The reach (µm) this graph was built with (see :mod:`segger.data.reach`)."""
+        return graph_max_distance(self.data)
 
     def summary(self) -> dict[str, int]:
         d = self.data
@@ -266,15 +284,22 @@ def _threads() -> int:
     return max(1, min(torch.get_num_threads(), cpus))
 
 
-def relative_outline_distance(xy: np.ndarray, geoms: np.ndarray | None, cand: np.ndarray) -> np.ndarray:
-    """Per candidate edge: distance (µm) from the transcript to the nucleus outline (0 inside)
-    minus the same distance to the transcript's nearest candidate nucleus. Vectorised shapely."""
+def outline_distances(xy: np.ndarray, geoms: np.ndarray | None, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate edge ``(d_abs, d_rel)`` (float32 µm): the distance from the transcript to the
+    nucleus outline (0 inside), and that distance minus the same distance to the transcript's
+    nearest candidate nucleus (0 for the nearest). Vectorised shapely."""
     if geoms is None or cand.shape[1] == 0:
-        return np.zeros(cand.shape[1], dtype=np.float32)
+        z = np.zeros(cand.shape[1], dtype=np.float32)
+        return z, z.copy()
     d = _outline_distance(xy, geoms, cand)
     best = np.full(len(xy), np.inf)
     np.minimum.at(best, cand[0], d)
-    return (d - best[cand[0]]).astype(np.float32)
+    return d.astype(np.float32), (d - best[cand[0]]).astype(np.float32)
+
+
+def relative_outline_distance(xy: np.ndarray, geoms: np.ndarray | None, cand: np.ndarray) -> np.ndarray:
+    """``d_rel`` of :func:`outline_distances`."""
+    return outline_distances(xy, geoms, cand)[1]
 
 
 def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphParams | None = None,
@@ -310,7 +335,7 @@ def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphPa
         cand = np.stack([key // len(bd), key % len(bd)])
     else:
         cand = np.zeros((2, 0), dtype=np.int64)
-    d_rel = relative_outline_distance(xy, bd[S.GEOMETRY].to_numpy() if len(bd) else None, cand)
+    d_abs, d_rel = outline_distances(xy, bd[S.GEOMETRY].to_numpy() if len(bd) else None, cand)
 
     geoms = bd[S.GEOMETRY].to_numpy() if len(bd) else np.zeros(0, dtype=object)
     data = HeteroData()
@@ -324,8 +349,16 @@ def build_graph(transcripts: pd.DataFrame, nuclei: pd.DataFrame, params: GraphPa
     data[TX_TX].edge_index = torch.from_numpy(np.ascontiguousarray(tx_tx, dtype=np.int64))
     data[TX_BD].edge_index = torch.from_numpy(np.ascontiguousarray(belongs, dtype=np.int64))
     data[TX_CAND].edge_index = torch.from_numpy(np.ascontiguousarray(cand, dtype=np.int64))
+    data[TX_CAND].d_abs = torch.from_numpy(d_abs)
     data[TX_CAND].d_rel = torch.from_numpy(d_rel)
-    info = {"belongs_mode": mode_used}
+    if params.max_distance is not None:
+        reach, how = float(params.max_distance), "given"
+    else:
+        from segger.data.reach import estimate_reach
+
+        reach, how = estimate_reach(xy, geoms), "estimated"
+    data.max_distance = torch.tensor(reach, dtype=torch.float32)
+    info = {"belongs_mode": mode_used, "max_distance_um": reach, "max_distance_source": how}
     return GraphBundle(data=data, transcripts=tx, nuclei=bd, vocab=vocab, params=params, info=info)
 
 
@@ -395,6 +428,8 @@ def subgraph(data: HeteroData, tx_idx: np.ndarray, bd_idx: np.ndarray) -> Hetero
         out["bd"][key] = data["bd"][key][torch.from_numpy(bd_idx)]
     out["tx"].num_nodes = len(tx_idx)
     out["bd"].num_nodes = len(bd_idx)
+    if "max_distance" in data:
+        out.max_distance = data.max_distance
     out["tx"].global_index = torch.from_numpy(tx_idx.copy())
     out["bd"].global_index = torch.from_numpy(bd_idx.copy())
     # (edge type, the row that is a transcript of the tile, index of the other end)
@@ -406,26 +441,56 @@ def subgraph(data: HeteroData, tx_idx: np.ndarray, bd_idx: np.ndarray) -> Hetero
         keep = theirs >= 0
         s, d = (theirs, mine) if row == 1 else (mine, theirs)
         out[et].edge_index = torch.from_numpy(np.stack([s[keep], d[keep]]).astype(np.int64))
-        if et == TX_CAND and "d_rel" in data[TX_CAND]:
-            out[et].d_rel = data[TX_CAND].d_rel[torch.from_numpy(e[keep])]
+        if et == TX_CAND:
+            for attr in GEOMETRY_ATTRS:
+                if attr in data[TX_CAND]:
+                    out[et][attr] = data[TX_CAND][attr][torch.from_numpy(e[keep])]
     return out
 
 
-def lookup_d_rel(data: HeteroData, index: torch.Tensor, default: float) -> torch.Tensor:
-    """``d_rel`` of (tx, bd) pairs from the candidate edges; ``default`` for non-candidate pairs."""
+def graph_max_distance(data: HeteroData) -> float:
+    """``max_distance`` (µm) of a graph or sub-graph; infinite for a graph built without one."""
+    return float(data.max_distance) if "max_distance" in data else float("inf")
+
+
+#: candidate-edge attributes the link head reads, in this order (see :func:`edge_geometry`)
+GEOMETRY_ATTRS = ("d_abs", "d_rel")
+
+
+def edge_geometry(data: HeteroData, mask: torch.Tensor | np.ndarray | None = None) -> torch.Tensor | None:
+    """``(E, 2)`` float tensor ``[d_abs, d_rel]`` of the candidate edges (``mask`` selects some);
+    ``None`` for a graph built without them."""
+    store = data[TX_CAND]
+    if not all(a in store for a in GEOMETRY_ATTRS):
+        return None
+    geo = torch.stack([store[a].float() for a in GEOMETRY_ATTRS], dim=1)
+    if mask is not None:
+        geo = geo[torch.as_tensor(mask)]
+    return geo
+
+
+def lookup_geometry(data: HeteroData, index: torch.Tensor, default: float) -> torch.Tensor:
+    """``(L, 2)`` ``[d_abs, d_rel]`` of (tx, bd) pairs from the candidate edges; ``default`` µm for
+    both where a pair is not a candidate (a nucleus that far is no candidate)."""
     cand = data[TX_CAND].edge_index.cpu()
     n_bd = max(int(data["bd"].num_nodes), 1)
     ckey = cand[0] * n_bd + cand[1]
     order = torch.argsort(ckey)
     ckey = ckey[order]
-    vals = data[TX_CAND].d_rel.cpu()[order] if "d_rel" in data[TX_CAND] else torch.zeros(len(ckey))
+    geo = edge_geometry(data)
+    vals = geo.cpu()[order] if geo is not None else torch.zeros(len(ckey), 2)
     key = index[0].cpu() * n_bd + index[1].cpu()
     pos = torch.searchsorted(ckey, key).clamp(max=max(len(ckey) - 1, 0))
-    out = torch.full((index.shape[1],), float(default))
+    out = torch.full((index.shape[1], 2), float(default))
     if len(ckey):
         hit = ckey[pos] == key
         out[hit] = vals[pos[hit]]
     return out
+
+
+def lookup_d_rel(data: HeteroData, index: torch.Tensor, default: float) -> torch.Tensor:
+    """``d_rel`` of (tx, bd) pairs (see :func:`lookup_geometry`)."""
+    return lookup_geometry(data, index, default)[:, 1]
 
 
 @dataclass

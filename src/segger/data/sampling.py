@@ -10,6 +10,18 @@ Negatives per positive (``neg_ratio`` in all):
 * hard (``hard_fraction``): the transcript paired with a *neighbouring* nucleus — one of its own
   ``('tx','candidate','bd')`` edges to another nucleus;
 * random: the transcript paired with a random other nucleus of the tile.
+
+Geometric labels for the transcripts outside nuclei (:func:`geometry_labels`), so that the link
+score learns how far a cell reaches instead of seeing only distance-0 positives:
+
+* a cytoplasmic transcript whose nearest nucleus outline is within the reach and at least ``gap``
+  µm nearer than any other candidate's is a (pseudo-)positive for that nucleus and a negative for
+  its other candidates — geometry is unambiguous there;
+* a transcript farther than the reach from every candidate is a negative for all of them
+  (background: the "no cell" outcome).
+
+Transcripts whose two nearest nuclei are within ``gap`` µm of each other get no geometric label:
+that is where the expression term has to decide.
 """
 
 from __future__ import annotations
@@ -71,6 +83,37 @@ def draw_negatives(pos: torch.Tensor, candidates: torch.Tensor, n_bd: int, gener
     return torch.cat(parts, dim=1)
 
 
+def geometry_labels(candidates: torch.Tensor, d_abs: torch.Tensor, n_tx: int, eligible_tx: torch.Tensor,
+                    has_nucleus: torch.Tensor, reach: float, gap: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo-positive / background labels of the module docstring: ``(index [2, L], labels [L])``.
+
+    ``candidates`` [2, E] (tx, bd) with ``d_abs`` [E] µm; ``eligible_tx`` and ``has_nucleus`` are
+    bool over the ``n_tx`` transcripts (labels only for eligible transcripts without a nucleus).
+    """
+    empty = (torch.zeros((2, 0), dtype=torch.long), torch.zeros(0))
+    if candidates.numel() == 0:
+        return empty
+    t, b = candidates[0].long(), candidates[1].long()
+    tn, dn = t.numpy(), d_abs.float().numpy()
+    order = np.lexsort((np.arange(len(tn)), dn, tn))  # by transcript, then distance (ties: edge order)
+    first = np.zeros(len(tn), dtype=bool)
+    first[order[np.r_[True, tn[order][1:] != tn[order][:-1]]]] = True
+    d1 = np.full(n_tx, np.inf)
+    d2 = np.full(n_tx, np.inf)
+    d1[tn[first]] = dn[first]
+    np.minimum.at(d2, tn[~first], dn[~first])
+    d1, d2 = torch.from_numpy(d1), torch.from_numpy(d2)
+    not_first = torch.from_numpy(~first)
+    use = eligible_tx & ~has_nucleus
+    pos_tx = use & (d1 <= reach) & ((d2 - d1) >= gap)
+    bg_tx = use & (d1 > reach) & torch.isfinite(d1)
+    keep = pos_tx[t] | bg_tx[t]
+    if not bool(keep.any()):
+        return empty
+    labels = (pos_tx[t] & ~not_first).float()
+    return torch.stack([t[keep], b[keep]]), labels[keep]
+
+
 def spatial_holdout(pos_xy: np.ndarray, block: float, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of transcripts in held-out square blocks (``fraction`` of the blocks)."""
     if fraction <= 0 or len(pos_xy) == 0:
@@ -84,4 +127,4 @@ def spatial_holdout(pos_xy: np.ndarray, block: float, fraction: float, seed: int
     return np.isin(key, val_blocks)
 
 
-__all__ = ["sample_labels", "draw_negatives", "spatial_holdout", "TX_BD", "TX_CAND"]
+__all__ = ["sample_labels", "draw_negatives", "geometry_labels", "spatial_holdout", "TX_BD", "TX_CAND"]

@@ -1,20 +1,37 @@
 """Prediction: score candidate (transcript, nucleus) links, assign, and form fragments.
 
 Each transcript's candidates are its ``('tx','candidate','bd')`` edges (its ``k_bd`` nearest
-nuclei within ``dist_bd``). Their score is ``sigmoid(<z_tx, z_bd>)`` from the trained GNN. The
-scores are computed once (:func:`iter_predict`) and cached in a :class:`Prediction`, whose
-:meth:`Prediction.assign` re-thresholds instantly (no GNN re-run): a transcript joins its best
-candidate when that score is at least ``score_cut``.
+nuclei within ``dist_bd``). Their score is ``sigmoid(logit)`` of the trained link head
+(:class:`segger.models.LinkHead`: GNN expression term ``<z_tx, z_bd>`` plus the learned geometric
+term of ``d_abs``/``d_rel``). The scores are computed once (:func:`iter_predict`) and cached in a
+:class:`Prediction`, whose :meth:`Prediction.assign` re-thresholds instantly (no GNN re-run).
 
-Fragments (nucleus-free cells): among the transcripts left unassigned, tx–tx graph edges are
-kept when the *GNN output embeddings* of both ends agree (cosine similarity ``>=
-fragment_similarity``); connected components of at least ``min_fragment_size`` transcripts become
-fragment cells. Because the edges are the spatial kNN graph (bounded by ``dist_tx``) and the
-embeddings are contextual (each is computed from the transcript's spatial neighbourhood, not from
-its gene alone), two distant transcripts of the same gene are never linked, and a component is
-a spatially contiguous group whose neighbourhoods look alike — unlike clustering on the input
-gene embedding, where same-gene transcripts have similarity ≈ 1 and components follow gene
-co-occurrence.
+Assignment rule, per transcript:
+
+1. candidates farther than ``max_distance`` µm from the nucleus outline are out (the graph's reach,
+   :mod:`segger.data.reach`, unless ``PredictConfig.max_distance`` overrides it);
+2. geometry decides where it is unambiguous: the nearest remaining nucleus outline wins, unless
+   another nucleus lies within ``ambiguity`` µm of that distance (two touching cells, a transcript
+   between them) and its full link logit (expression + geometry) beats the nearest one's by more
+   than ``move_margin`` (log-odds; 0.7 ≈ "twice as likely") — the expression evidence of the GNN;
+3. the transcript joins the winner when the winner's *geometric* score (the calibrated
+   probability, from distance alone, that the transcript lies in that nucleus's cell) is at least
+   ``score_cut``; otherwise it is unassigned. So the cut sets coverage the same way for every
+   model, and the GNN decides between competing nuclei.
+
+With the plain Segger score (``link_terms="expression"``) there is no geometry: every candidate
+within the reach competes on ``sigmoid(<z_tx, z_bd> + b)``, which is also the score.
+
+Fragments (nucleus-free cells) are formed only from transcripts that no nucleus can claim: no
+candidate nucleus outline within ``max_distance``. A transcript near a nucleus that scores below
+``score_cut`` stays unassigned instead of splitting that cell. Among the free transcripts, tx–tx graph edges are kept
+when the *GNN output embeddings* of both ends agree (cosine similarity ``>= fragment_similarity``);
+connected components of at least ``min_fragment_size`` transcripts become fragment cells, unless
+they hold more than ``max_fragment_size`` transcripts or span more than ``max_fragment_extent`` µm
+(a component that size is not one cell: its transcripts stay unassigned). Because the edges are
+the spatial kNN graph (bounded by ``dist_tx``) and the embeddings are contextual, a component is a
+spatially contiguous group whose neighbourhoods look alike. Fragment ids never collide with
+nucleus ids (:meth:`Prediction.fragment_prefix`).
 """
 
 from __future__ import annotations
@@ -30,7 +47,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from segger import schema as S
-from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, make_tiles, subgraph, tile_size_for
+from segger.data.graph import (TX_BD, TX_CAND, TX_TX, GraphBundle, edge_geometry, graph_max_distance, make_tiles,
+                                subgraph, tile_size_for)
 from segger.errors import SeggerInputError
 from segger.progress import Progress
 
@@ -41,6 +59,11 @@ class PredictConfig:
     fragments: bool = True
     fragment_similarity: float = 0.9  # min cosine similarity of GNN embeddings along a fragment edge
     min_fragment_size: int = 10
+    max_fragment_size: int = 400  # a larger nucleus-free component is not one cell: left unassigned
+    max_fragment_extent: float = 30.0  # µm: longest side of a fragment's bounding box
+    ambiguity: float = 1.0  # µm: nuclei this close to the nearest outline compete on their expression
+    move_margin: float = 0.7  # log-odds a competing nucleus must win by to take a transcript from the nearest
+    max_distance: float | None = None  # µm from the outline; None: the graph's (estimated) reach
     tile_tx: int = 250_000  # predict in tiles of about this many transcripts (larger inputs; ~0.5 GB each)
     tile_margin: float = 30.0  # µm of context around a prediction tile
     device: str = "auto"
@@ -53,6 +76,17 @@ class PredictConfig:
             raise SeggerInputError(f"fragment_similarity={self.fragment_similarity} must be a cosine between -1 and 1")
         if self.min_fragment_size < 2:
             raise SeggerInputError(f"min_fragment_size={self.min_fragment_size} must be at least 2")
+        if self.max_fragment_size < self.min_fragment_size:
+            raise SeggerInputError(f"max_fragment_size={self.max_fragment_size} must be at least min_fragment_size "
+                                   f"({self.min_fragment_size})")
+        if not (np.isfinite(self.max_fragment_extent) and self.max_fragment_extent > 0):
+            raise SeggerInputError(f"max_fragment_extent={self.max_fragment_extent} must be a positive distance in µm")
+        if not (np.isfinite(self.move_margin) and 0 <= self.move_margin <= 100):
+            raise SeggerInputError(f"move_margin={self.move_margin} must be a log-odds margin from 0 to 100")
+        if not (np.isfinite(self.ambiguity) and 0 <= self.ambiguity <= 100):
+            raise SeggerInputError(f"ambiguity={self.ambiguity} must be a distance in µm from 0 to 100")
+        if self.max_distance is not None and not (np.isfinite(self.max_distance) and 0 <= self.max_distance <= 1000):
+            raise SeggerInputError(f"max_distance={self.max_distance} must be a distance in µm from 0 to 1000, or unset")
         return self
 
     def to_dict(self) -> dict:
@@ -67,65 +101,139 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def best_per_segment(t: np.ndarray, b: np.ndarray, sc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(best_b, best_score)`` per group ``t`` (length ``n``; ``-1`` / 0 where a group is empty): the
+    highest score, ties to the lower ``b``. O(E), no 3-key sort when ``t`` is already sorted."""
+    best_b = np.full(n, -1, dtype=np.int64)
+    best_s = np.zeros(n, dtype=np.float32)
+    if len(t) == 0:
+        return best_b, best_s
+    if (t[1:] < t[:-1]).any():
+        order = np.argsort(t, kind="stable")
+        t, b, sc = t[order], b[order], sc[order]
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+    seg_max = np.maximum.reduceat(sc, starts)
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(t)]))
+    big = np.iinfo(np.int64).max
+    best_b[t[starts]] = np.minimum.reduceat(np.where(sc == seg_max[seg], b, big), starts)
+    best_s[t[starts]] = seg_max
+    return best_b, best_s
+
+
 class Prediction:
-    """Cached candidate scores for one graph; :meth:`assign` turns them into a result table."""
+    """Cached candidate scores for one graph; :meth:`assign` turns them into a result table.
+
+    Per candidate edge: ``cand_score`` (the reported score, compared with ``score_cut``),
+    ``cand_d_abs`` (µm to the outline) and ``cand_choice`` (the logit that decides between nuclei
+    within ``ambiguity`` µm of the nearest; see the module docstring). Without ``cand_d_abs`` every
+    candidate competes on its score alone (no reach, no ambiguity window).
+    """
 
     def __init__(self, bundle: GraphBundle, cand_tx: np.ndarray, cand_bd: np.ndarray, cand_score: np.ndarray,
                  nn_src: np.ndarray, nn_dst: np.ndarray, nn_sim: np.ndarray, config: PredictConfig,
-                 seconds: float = 0.0):
+                 seconds: float = 0.0, cand_d_abs: np.ndarray | None = None, cand_choice: np.ndarray | None = None,
+                 geometric: bool = True):
         self.bundle, self.config, self.seconds = bundle, config, seconds
-        self.cand_tx, self.cand_bd, self.cand_score = cand_tx, cand_bd, cand_score
+        self.cand_tx, self.cand_bd = np.asarray(cand_tx, np.int64), np.asarray(cand_bd, np.int64)
+        self.cand_score = np.nan_to_num(np.asarray(cand_score, np.float32), nan=0.0)
+        self.cand_d_abs = None if cand_d_abs is None else np.asarray(cand_d_abs, np.float32)
+        self.cand_choice = None if cand_choice is None else np.asarray(cand_choice, np.float32)
+        self.geometric = bool(geometric)  # False: the plain Segger score, no ambiguity window
         self.nn_src, self.nn_dst, self.nn_sim = nn_src, nn_dst, nn_sim
         n_tx = bundle.data["tx"].num_nodes
-        # best candidate per transcript (ties → lower nucleus index, deterministic)
-        self.best_bd = np.full(n_tx, -1, dtype=np.int64)
-        self.best_score = np.zeros(n_tx, dtype=np.float32)
-        if len(cand_tx) and not np.isnan(cand_score).any():
-            # segment max per transcript (O(n), no 3-key lexsort); same ties rule
-            t, b, sc = cand_tx, cand_bd, cand_score
-            if (t[1:] < t[:-1]).any():
-                order = np.argsort(t, kind="stable")
-                t, b, sc = t[order], b[order], sc[order]
-            starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
-            seg_max = np.maximum.reduceat(sc, starts)
-            seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(t)]))
-            big = np.iinfo(np.int64).max
-            self.best_bd[t[starts]] = np.minimum.reduceat(np.where(sc == seg_max[seg], b, big), starts)
-            self.best_score[t[starts]] = seg_max
-        elif len(cand_tx):
-            order = np.lexsort((cand_bd, -cand_score, cand_tx))
-            t, first = cand_tx[order], np.r_[True, cand_tx[order][1:] != cand_tx[order][:-1]]
-            self.best_bd[t[first]] = cand_bd[order][first]
-            self.best_score[t[first]] = cand_score[order][first]
         self._bd_ids = None
+        self._prefix = None
         bel = bundle.data[TX_BD].edge_index.numpy()
         self.own_bd = np.full(n_tx, -1, dtype=np.int64)
         self.own_bd[bel[0]] = bel[1]
+        self._rule = None
+        self.set_rule(config.max_distance, config.ambiguity)
+
+    @property
+    def max_distance(self) -> float:
+        """The reach in effect (µm): ``PredictConfig.max_distance`` or the graph's."""
+        return self._rule[0]
+
+    def set_rule(self, max_distance: float | None = None, ambiguity: float | None = None) -> None:
+        """Recompute each transcript's winner for another reach / ambiguity (no GNN re-run)."""
+        reach = graph_max_distance(self.bundle.data) if max_distance is None else float(max_distance)
+        amb = self.config.ambiguity if ambiguity is None else float(ambiguity)
+        if self._rule == (reach, amb):
+            return
+        self._rule = (reach, amb)
+        n_tx = self.n_tx if hasattr(self, "best_bd") else self.bundle.data["tx"].num_nodes
+        t, b, sc = self.cand_tx, self.cand_bd, self.cand_score
+        self.nearest_bd = np.full(n_tx, -1, dtype=np.int64)
+        if self.cand_d_abs is None or not len(t):
+            self.best_bd, self.best_score = best_per_segment(t, b, sc, n_tx)
+            return
+        d = self.cand_d_abs
+        ok = d <= reach
+        d1 = np.full(n_tx, np.inf, dtype=np.float32)
+        np.minimum.at(d1, t[ok], d[ok])
+        near = ok & (d == d1[t])
+        self.nearest_bd, _ = best_per_segment(t[near], b[near], -b[near].astype(np.float32), n_tx)
+        if not self.geometric:  # plain score: every candidate within the reach competes on it
+            self.best_bd, self.best_score = best_per_segment(t[ok], b[ok], sc[ok], n_tx)
+            return
+        winner = self.nearest_bd.copy()
+        if self.cand_choice is not None and amb > 0:
+            ch = self.cand_choice
+            is_near = ok & (b == self.nearest_bd[t])
+            near_choice = np.full(n_tx, np.nan, dtype=np.float32)
+            near_choice[t[is_near]] = ch[is_near]
+            rival = ok & ~is_near & (d <= d1[t] + amb) & (ch - near_choice[t] > self.config.move_margin)
+            if rival.any():
+                rb, _ = best_per_segment(t[rival], b[rival], ch[rival], n_tx)
+                moved = rb >= 0
+                winner[moved] = rb[moved]
+        # the winner's own score
+        has = winner >= 0
+        self.best_bd = winner
+        self.best_score = np.zeros(n_tx, dtype=np.float32)
+        sel = ok & (b == winner[t])
+        self.best_score[t[sel]] = sc[sel]
+        self.best_score[~has] = 0.0
 
     @property
     def n_tx(self) -> int:
         return len(self.best_bd)
 
-    def fragment_labels(self, unassigned: np.ndarray, similarity: float, min_size: int) -> np.ndarray:
-        """Fragment index per transcript (-1 = none) over the unassigned transcripts."""
-        keep = unassigned[self.nn_src] & unassigned[self.nn_dst] & (self.nn_sim >= similarity)
+    def fragment_labels(self, unassigned: np.ndarray, similarity: float, min_size: int,
+                        max_size: int | None = None, max_extent: float | None = None) -> np.ndarray:
+        """Fragment index per transcript (-1 = none) over the ``unassigned`` transcripts that no
+        nucleus can claim (no candidate within the reach)."""
+        cfg = self.config
+        max_size = cfg.max_fragment_size if max_size is None else int(max_size)
+        max_extent = cfg.max_fragment_extent if max_extent is None else float(max_extent)
+        free = unassigned & (self.best_bd < 0)
+        keep = free[self.nn_src] & free[self.nn_dst] & (self.nn_sim >= similarity)
         labels = np.full(self.n_tx, -1, dtype=np.int64)
         if not keep.any():
             return labels
         s, d = self.nn_src[keep], self.nn_dst[keep]
         g = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(self.n_tx, self.n_tx)).tocsr()
         _, comp = connected_components(g, directed=True, connection="weak")
-        comp = np.where(unassigned, comp, -1)
+        comp = np.where(free, comp, -1)
         valid = comp >= 0
-        sizes = np.bincount(comp[valid], minlength=comp.max() + 1)
-        big = np.flatnonzero(sizes >= min_size)
+        n_comp = comp.max() + 1
+        sizes = np.bincount(comp[valid], minlength=n_comp)
+        pos = self.bundle.data["tx"].pos.numpy()[:, :2]
+        extent = np.zeros(n_comp)
+        for axis in (0, 1):
+            lo = np.full(n_comp, np.inf)
+            hi = np.full(n_comp, -np.inf)
+            np.minimum.at(lo, comp[valid], pos[valid, axis])
+            np.maximum.at(hi, comp[valid], pos[valid, axis])
+            extent = np.maximum(extent, np.where(sizes > 0, hi - lo, 0.0))
+        big = np.flatnonzero((sizes >= min_size) & (sizes <= max_size) & (extent <= max_extent))
         if len(big) == 0:
             return labels
         # number fragments by their first transcript (deterministic)
-        first_idx = np.full(comp.max() + 1, np.iinfo(np.int64).max)
+        first_idx = np.full(n_comp, np.iinfo(np.int64).max)
         np.minimum.at(first_idx, comp[valid], np.flatnonzero(valid))
         big = big[np.argsort(first_idx[big])]
-        remap = np.full(comp.max() + 1, -1, dtype=np.int64)
+        remap = np.full(n_comp, -1, dtype=np.int64)
         remap[big] = np.arange(len(big))
         labels[valid] = remap[comp[valid]]
         return labels
@@ -155,17 +263,33 @@ class Prediction:
             kind[fm] = 2  # fragment
         return code, kind
 
-    def cell_ids(self, code: np.ndarray) -> np.ndarray:
-        """``segger_cell_id`` strings for cell codes from :meth:`assign_codes`."""
+    def fragment_prefix(self) -> str:
+        """The prefix of generated fragment ids: ``fragment-``, or a longer one that no nucleus id
+        starts with, so that a vendor id such as ``fragment-3`` never merges with a fragment."""
+        if self._prefix is None:
+            ids = self._nucleus_ids()
+            prefix = "fragment-"
+            while len(ids) and pd.Series(ids, dtype=object).str.startswith(prefix).any():
+                prefix = "segger-" + prefix
+            self._prefix = prefix
+        return self._prefix
+
+    def _nucleus_ids(self) -> np.ndarray:
         if self._bd_ids is None:
             self._bd_ids = self.bundle.nuclei[S.BD_ID].astype(str).to_numpy(dtype=object)
+        return self._bd_ids
+
+    def cell_ids(self, code: np.ndarray) -> np.ndarray:
+        """``segger_cell_id`` strings for cell codes from :meth:`assign_codes`."""
+        ids = self._nucleus_ids()
         cell = np.full(len(code), S.UNASSIGNED, dtype=object)
         nuc = code >= 0
-        cell[nuc] = self._bd_ids[code[nuc]]
+        cell[nuc] = ids[code[nuc]]
         fm = code <= -2
         if fm.any():
             k = -2 - code[fm]
-            names = np.array([f"fragment-{i}" for i in range(int(k.max()) + 1)], dtype=object)
+            prefix = self.fragment_prefix()
+            names = np.array([f"{prefix}{i}" for i in range(int(k.max()) + 1)], dtype=object)
             cell[fm] = names[k]
         return cell
 
@@ -202,9 +326,9 @@ def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool
 
 @torch.no_grad()
 def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.ndarray, batch: int | None = None,
-                 cosine: bool = False, head=None, d_rel: torch.Tensor | None = None) -> np.ndarray:
-    """``sigmoid(<a, b>)`` (or the cosine similarity) for the listed pairs, in batches (cache-sized
-    on a CPU, large on a GPU)."""
+                 cosine: bool = False, head=None, geo: torch.Tensor | None = None) -> np.ndarray:
+    """``sigmoid(head(<a, b>, geo))`` (or the cosine similarity) for the listed pairs, in batches
+    (cache-sized on a CPU, large on a GPU). Link scores of a trained model: :func:`score_region`."""
     out = np.empty(len(ia), dtype=np.float32)
     dev = z_a.device
     if batch is None:
@@ -218,9 +342,68 @@ def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.nd
         # index_select + in-place product: ~2.5× faster than z_a[a] * z_b[b] on a CPU
         dot = z_a.index_select(0, a.long()).mul_(z_b.index_select(0, b.long())).sum(-1)
         if head is not None:
-            dot = head(dot, None if d_rel is None else d_rel[s:s + batch].to(dev))
+            dot = head(dot, None if geo is None else geo[s:s + batch].to(dev))
         out[s:s + batch] = (dot if cosine else torch.sigmoid(dot)).detach().float().cpu().numpy()
     return out
+
+
+@torch.no_grad()
+def _link_scores(z_tx: torch.Tensor, z_bd: torch.Tensor, c: np.ndarray, head, geo: torch.Tensor | None,
+                 batch: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(score, choice)`` per candidate pair (see the module docstring): with geometry, the score
+    is ``sigmoid(geometry)`` and the choice logit ``expression + geometry``; without (the plain
+    Segger score) the score is ``sigmoid(<z_tx, z_bd> + b)`` and there is no choice logit."""
+    dev = z_tx.device
+    n = c.shape[1]
+    if batch is None:
+        batch = 1 << 15 if dev.type == "cpu" else 1 << 22
+    geometric = head is not None and head.spatial and geo is not None
+    score = np.empty(n, dtype=np.float32)
+    choice = np.empty(n, dtype=np.float32) if geometric else None
+    for s in range(0, n, batch):
+        a = torch.from_numpy(c[0, s:s + batch]).to(dev)
+        b = torch.from_numpy(c[1, s:s + batch]).to(dev)
+        dot = z_tx.index_select(0, a.long()).mul_(z_bd.index_select(0, b.long())).sum(-1).float()
+        if not geometric:
+            logit = dot if head is None else head(dot, None)
+            score[s:s + batch] = torch.sigmoid(logit).cpu().numpy()
+            continue
+        g = head.geometry(geo[s:s + batch].to(dev))
+        score[s:s + batch] = torch.sigmoid(g).cpu().numpy()
+        choice[s:s + batch] = head(dot, geo[s:s + batch].to(dev)).cpu().numpy()
+    return score, choice
+
+
+@dataclass
+class RegionScores:
+    """Scores of one (sub-)graph's core transcripts, in the sub-graph's local indices."""
+
+    cand: np.ndarray  # (2, E) tx, bd
+    score: np.ndarray  # (E,) link score compared with score_cut
+    choice: np.ndarray | None  # (E,) logit deciding between competing nuclei (None: plain score)
+    d_abs: np.ndarray | None  # (E,) µm to the outline
+    nn: np.ndarray  # (2, N) tx-tx edges (src, dst) whose dst is a core transcript
+    sim: np.ndarray  # (N,) cosine similarity of the GNN embeddings
+
+
+def score_region(model: torch.nn.Module, sub, device: torch.device, core: np.ndarray | None = None) -> RegionScores:
+    """Embed a (sub-)graph once and score its core transcripts' candidate links and tx–tx edges.
+
+    The one scorer of prediction, tiled prediction and re-prediction after fine-tuning.
+    """
+    z = embed(model, sub, device)
+    head = getattr(model, "head", None)
+    c = sub[TX_CAND].edge_index.numpy()
+    e = sub[TX_TX].edge_index.numpy()
+    cm = np.ones(c.shape[1], dtype=bool) if core is None else core[c[0]]
+    geo = edge_geometry(sub, torch.from_numpy(cm))
+    c = c[:, cm]
+    if core is not None:
+        e = e[:, core[e[1]]]
+    cs, choice = _link_scores(z["tx"], z["bd"], c, head, geo)
+    ns = _pair_scores(z["tx"], z["tx"], e[0], e[1], cosine=True)
+    d_abs = None if geo is None else geo[:, 0].numpy().astype(np.float32)
+    return RegionScores(c, cs, choice, d_abs, e, ns)
 
 
 def iter_predict(model: torch.nn.Module, bundle: GraphBundle, config: PredictConfig | None = None) -> Iterator[Progress]:
@@ -250,39 +433,28 @@ def _iter_predict(model, bundle: GraphBundle, config: PredictConfig, device: tor
     if data["bd"].num_nodes == 0:
         raise SeggerInputError("there are no nuclei to assign transcripts to: give nuclei (polygons, a label image or --nuclei approximate)")
     model = model.to(device)
-    head = getattr(model, "head", None)
-    cand = data[TX_CAND].edge_index.numpy()
-    nn = data[TX_TX].edge_index.numpy()
+    parts = []
     if n_tx <= config.tile_tx:
         yield Progress("predict", 0, 1, "embedding")
-        z = embed(model, data, device)
-        cs = _pair_scores(z["tx"], z["bd"], cand[0], cand[1], head=head, d_rel=data[TX_CAND].get("d_rel"))
-        ns = _pair_scores(z["tx"], z["tx"], nn[0], nn[1], cosine=True)
-        parts = [(cand[0], cand[1], cs, nn[0], nn[1], ns)]
+        r = score_region(model, data, device)
+        parts.append((r.cand[0], r.cand[1], r.score, r.d_abs, r.choice, r.nn[0], r.nn[1], r.sim))
         yield Progress("predict", 1, 1, "scored")
     else:
         tiles = make_tiles(bundle, tile_size_for(bundle, config.tile_tx), config.tile_margin)
-        parts = []
         for i, tile in enumerate(tiles):
             sub = subgraph(data, tile.tx_idx, tile.bd_idx)
-            z = embed(model, sub, device)
-            c = sub[TX_CAND].edge_index.numpy()
-            core = tile.core_mask
-            cm = core[c[0]]
-            c = c[:, cm]
-            dr = sub[TX_CAND].d_rel[torch.from_numpy(cm)] if "d_rel" in sub[TX_CAND] else None
-            e = sub[TX_TX].edge_index.numpy()
-            e = e[:, core[e[1]]]
-            cs = _pair_scores(z["tx"], z["bd"], c[0], c[1], head=head, d_rel=dr)
-            ns = _pair_scores(z["tx"], z["tx"], e[0], e[1], cosine=True)
+            r = score_region(model, sub, device, tile.core_mask)
             gt, gb = tile.tx_idx, tile.bd_idx
-            parts.append((gt[c[0]], gb[c[1]], cs, gt[e[0]], gt[e[1]], ns))
+            parts.append((gt[r.cand[0]], gb[r.cand[1]], r.score, r.d_abs, r.choice, gt[r.nn[0]], gt[r.nn[1]], r.sim))
             yield Progress("predict", i + 1, len(tiles), f"tile {i + 1}/{len(tiles)}")
-    cat = [np.concatenate([p[k] for p in parts]) for k in range(6)]
+    cat = [None if any(p[k] is None for p in parts) else np.concatenate([p[k] for p in parts]) for k in range(8)]
     if device.type == "cuda":
         torch.cuda.empty_cache()
     model.cpu()
-    return Prediction(bundle, *cat, config=config, seconds=time.perf_counter() - t0)
+    ct, cb, cs, cd, ch, ns, nd, nsim = cat
+    head = getattr(model, "head", None)
+    return Prediction(bundle, ct, cb, cs, ns, nd, nsim, config=config, seconds=time.perf_counter() - t0,
+                      cand_d_abs=cd, cand_choice=ch, geometric=ch is not None)
 
 
 def predict(model, bundle, config: PredictConfig | None = None) -> Prediction:

@@ -389,17 +389,9 @@ def _model_from_payload(key: str, payload: dict):
     m = _MODELS.get(key)
     if m is None:
         from segger.data.vocab import GeneVocab
-        from segger.models import ModelConfig, SeggerLinkModel, build_hetero_model
+        from segger.training.checkpoint import model_from_payload
 
-        config = ModelConfig.from_dict(payload["model_config"])
-        model = SeggerLinkModel(build_hetero_model(**config.to_dict()),
-                                spatial=bool(payload.get("link_head", {}).get("spatial", False)))
-        state = payload["state_dict"]
-        if not any(k.startswith("gnn.") for k in state):
-            state = {**{f"gnn.{k}": v for k, v in state.items()},
-                     **{k: v for k, v in model.state_dict().items() if k.startswith("head.")}}
-        model.load_state_dict(state)
-        model.eval()
+        model, _ = model_from_payload(payload)
         m = (model, GeneVocab.from_list(payload["vocab"]))
         _MODELS[key] = m
     return m

@@ -1,10 +1,22 @@
 """Training: a ``pytorch_lightning`` module and a progress generator around ``Trainer.fit``.
 
-Loss: binary cross-entropy with logits on ``<z_tx, z_bd>`` for the labelled (tx, bd) pairs only
-(supervised nucleus links and their sampled negatives, see :mod:`segger.data.sampling`); no
-dense transcripts × nuclei matrix is ever formed. Optimiser: AdamW with the configured learning
-rate and weight decay; gradients clipped by norm. Validation: AUROC and F1 on held-out spatial
-blocks (supervised links hidden from message passing, fixed negatives).
+Loss (labelled (tx, bd) pairs only; no dense transcripts × nuclei matrix is ever formed):
+
+* the link score (:class:`segger.models.LinkHead`, expression + geometry) by binary cross-entropy on
+  supervised nucleus links and their sampled negatives, plus the geometric labels of
+  :func:`segger.data.sampling.geometry_labels` (unambiguous cytoplasmic transcripts and background);
+  the same loss on the geometric term alone, on the geometric labels and the nucleus positives (it
+  is the calibrated assignment score);
+* plus ``expression_weight`` × the same loss on the expression term *alone*, on the nucleus links
+  and their negatives (hard negatives are the neighbouring nuclei): the distance terms cannot solve
+  this one, so the GNN has to learn which nucleus a transcript's expression context fits.
+
+Optimiser: AdamW with the configured learning rate and weight decay; gradients clipped by norm.
+Validation on held-out spatial blocks (supervised links hidden from message passing, fixed
+negatives): ``val_auroc`` of the full score, ``val_auroc_dot`` of the expression term alone and
+``val_auroc_dist`` of the geometry alone. ``val_auroc`` is near 1 from the first epoch because
+distance alone separates these labels; ``val_auroc_dot`` is the number that says whether the GNN
+learned anything.
 """
 
 from __future__ import annotations
@@ -25,8 +37,9 @@ from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import HeteroData
 from torchmetrics.classification import BinaryAUROC, BinaryF1Score
 
-from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, lookup_d_rel, make_tiles, subgraph, tile_size_for
-from segger.data.sampling import draw_negatives, sample_labels, spatial_holdout
+from segger.data.graph import (TX_BD, TX_CAND, TX_TX, GraphBundle, graph_max_distance, lookup_geometry, make_tiles,
+                                subgraph, tile_size_for)
+from segger.data.sampling import draw_negatives, geometry_labels, sample_labels, spatial_holdout
 from segger.errors import SeggerError, SeggerInputError
 from segger.models import ModelConfig, SeggerLinkModel, build_hetero_model
 from segger.progress import Progress
@@ -46,7 +59,10 @@ class TrainConfig:
     out_channels: int = 32
     heads: int = 3
     residual: bool = False
-    spatial_prior: bool = True  # add the learned relative-distance term to the link score
+    spatial_prior: bool = True  # legacy switch: False = link_terms "expression"
+    link_terms: str = "full"  # full | distance | expression: the terms of the link score (ablations)
+    expression_weight: float = 1.0  # weight of the expression-only objective (0: off)
+    pseudo_gap: float = 2.0  # µm: a cytoplasmic transcript this much nearer one nucleus is its pseudo-positive
     supervision_ratio: float = 0.5  # share of nucleus links hidden and supervised per step
     neg_ratio: float = 3.0  # negatives per supervised link
     hard_fraction: float = 0.5  # share of negatives that are neighbouring nuclei
@@ -68,12 +84,23 @@ class TrainConfig:
             ("supervision_ratio", 0 < self.supervision_ratio <= 1), ("neg_ratio", self.neg_ratio >= 0),
             ("hard_fraction", 0 <= self.hard_fraction <= 1), ("val_fraction", 0 <= self.val_fraction < 1),
             ("tile_tx", self.tile_tx >= 100), ("tile_margin", self.tile_margin >= 0),
+            ("expression_weight", 0 <= self.expression_weight <= 100), ("pseudo_gap", 0 <= self.pseudo_gap <= 100),
         ]
+        from segger.models.link import LINK_TERMS
+
+        if self.link_terms not in LINK_TERMS:
+            raise SeggerInputError(f"training setting link_terms={self.link_terms!r} is invalid: use one of "
+                                   f"{', '.join(LINK_TERMS)}")
         for name, ok in checks:
             if not ok:
                 raise SeggerInputError(f"training setting {name}={getattr(self, name)!r} is out of range")
         self.model_config()
         return self
+
+    @property
+    def terms(self) -> str:
+        """The link-score terms in effect (``spatial_prior=False`` is the legacy "expression")."""
+        return self.link_terms if self.spatial_prior else "expression"
 
     def model_config(self, num_tx_tokens: int = 2) -> ModelConfig:
         return ModelConfig(num_tx_tokens=num_tx_tokens, init_emb=self.init_emb, hidden_channels=self.hidden_channels,
@@ -87,6 +114,10 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+#: learning-rate multiplier of the link head's scalar parameters
+HEAD_LR_FACTOR = 20.0
 
 
 def available_devices() -> list[str]:
@@ -163,6 +194,12 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[Hetero
         core = torch.from_numpy(tile.core_mask)
         sub_val = torch.from_numpy(val_tx[tile.tx_idx])
         sub.train_tx = core & ~sub_val
+        n_sub = int(sub["tx"].num_nodes)
+        has_nuc = torch.zeros(n_sub, dtype=torch.bool)
+        has_nuc[sub[TX_BD].edge_index[0]] = True
+        d_abs = sub[TX_CAND].d_abs if "d_abs" in sub[TX_CAND] else torch.zeros(sub[TX_CAND].edge_index.shape[1])
+        sub.geo_index, sub.geo_labels = geometry_labels(sub[TX_CAND].edge_index, d_abs, n_sub, sub.train_tx, has_nuc,
+                                                        graph_max_distance(data), config.pseudo_gap)
         if bool(sub.train_tx.any()) and sub[TX_BD].edge_index.shape[1]:
             train_items.append(sub)
         vpos_mask = sub.hidden & core[sub[TX_BD].edge_index[0]]
@@ -171,20 +208,20 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[Hetero
             vpos = sub[TX_BD].edge_index[:, vpos_mask]
             vneg = draw_negatives(vpos, sub[TX_CAND].edge_index, sub["bd"].num_nodes, gen, config.neg_ratio, config.hard_fraction)
             vsub.label_index = torch.cat([vpos, vneg], dim=1)
-            vsub.label_d_rel = lookup_d_rel(sub, vsub.label_index, float(bundle.params.dist_bd))
+            vsub.label_geo = lookup_geometry(sub, vsub.label_index, float(bundle.params.dist_bd))
             vsub.labels = torch.cat([torch.ones(vpos.shape[1]), torch.zeros(vneg.shape[1])])
             val_items.append(vsub)
     if not train_items:
         raise SeggerInputError("no training tile holds a nucleus with transcripts; lower --val-fraction or check the nuclei")
     info = {"tile_size_um": ts, "n_tiles": len(tiles), "n_train_tiles": len(train_items), "n_val_tiles": len(val_items),
-            "n_val_tx": int(val_tx.sum())}
+            "n_val_tx": int(val_tx.sum()), "max_distance_um": graph_max_distance(data),
+            "n_geometry_labels": int(sum(int(t.geo_labels.numel()) for t in train_items))}
     return train_items, val_items, info
 
 
 # ----------------------------------------------------------------------------------------------
-def edge_logits(z: dict[str, torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-    """``<z_tx[src], z_bd[dst]>`` for the listed pairs only (never a dense matrix)."""
-    return (z["tx"][index[0]] * z["bd"][index[1]]).sum(dim=-1)
+#: ``<z_tx[src], z_bd[dst]>`` for the listed pairs only (never a dense matrix)
+edge_logits = SeggerLinkModel.dot
 
 
 def message_graph(batch: HeteroData, drop: torch.Tensor | None) -> tuple[dict, dict]:
@@ -205,10 +242,12 @@ class SeggerLightningModule(pl.LightningModule):
         self.save_hyperparameters({"model_config": model_config, "train_config": train_config})
         self.model_config = ModelConfig.from_dict(model_config)
         self.config = TrainConfig.from_dict(train_config)
-        self.model = SeggerLinkModel(build_hetero_model(**self.model_config.to_dict()), spatial=self.config.spatial_prior)
+        self.model = SeggerLinkModel(build_hetero_model(**self.model_config.to_dict()), terms=self.config.terms)
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
         self.val_auroc = BinaryAUROC()
+        self.val_auroc_dot = BinaryAUROC()
+        self.val_auroc_dist = BinaryAUROC()
         self.val_f1 = BinaryF1Score()
         self._gen = torch.Generator().manual_seed(self.config.seed)
         self.last_metrics: dict[str, float] = {}
@@ -222,42 +261,68 @@ class SeggerLightningModule(pl.LightningModule):
         sup, label_index, labels = sample_labels(
             bel.cpu(), batch[TX_CAND].edge_index.cpu(), batch["bd"].num_nodes, eligible, self._gen,
             self.config.supervision_ratio, self.config.neg_ratio, self.config.hard_fraction)
-        if labels.numel() == 0:
+        geo_index, geo_labels = batch.geo_index.cpu(), batch.geo_labels.cpu()
+        if geo_labels.numel() > max(labels.numel(), 1):  # as many geometric labels as nucleus labels
+            pick = torch.randperm(geo_labels.numel(), generator=self._gen)[:max(labels.numel(), 1)]
+            geo_index, geo_labels = geo_index[:, pick], geo_labels[pick]
+        if labels.numel() == 0 and geo_labels.numel() == 0:
             if self._trainer is not None and self._trainer.world_size > 1:  # all ranks join each all-reduce
                 return sum(p.sum() for p in self.model.parameters()) * 0.0
             return None
         drop = (sup | batch.hidden.cpu()).to(bel.device)
         z = self(*message_graph(batch, drop))
-        d_rel = lookup_d_rel(batch, label_index, float(batch.far))
-        logits = self.model.logits(z, label_index.to(bel.device), d_rel.to(bel.device))
-        loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))
-        self.log("train_loss", loss, batch_size=int(labels.numel()), prog_bar=True, on_step=True, on_epoch=True)
+        index = torch.cat([label_index, geo_index], dim=1)
+        target = torch.cat([labels, geo_labels]).to(bel.device)
+        geo = lookup_geometry(batch, index, float(batch.far)).to(bel.device)
+        dot = self.model.dot(z, index.to(bel.device))
+        head = self.model.head
+        loss = F.binary_cross_entropy_with_logits(head(dot, geo), target)
+        if head.terms == "full" and geo_labels.numel():
+            # the geometry alone is the assignment score: calibrate it on its own too, on the
+            # geometric labels and the nucleus positives (the nucleus negatives are nuclei that
+            # are merely farther, which d_rel already carries)
+            sel = torch.ones(target.numel(), dtype=torch.bool, device=target.device)
+            sel[:labels.numel()] = labels.to(target.device) > 0
+            loss = loss + F.binary_cross_entropy_with_logits(head.geometry(geo[sel]), target[sel])
+        w = self.config.expression_weight
+        if w > 0 and self.model.head.terms != "distance" and labels.numel():
+            n = labels.numel()
+            loss = loss + w * F.binary_cross_entropy_with_logits(self.model.head.expression_logit(dot[:n]), target[:n])
+        self.log("train_loss", loss, batch_size=int(target.numel()), prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
     def validation_step(self, batch: HeteroData, batch_idx: int):
         z = self(*message_graph(batch, batch.hidden))
-        logits = self.model.logits(z, batch.label_index, batch.label_d_rel)
+        dot = self.model.dot(z, batch.label_index)
+        geo = batch.label_geo
+        logits = self.model.head(dot, geo)
         loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
         prob = torch.sigmoid(logits.float())
         target = batch.labels.long()
         self.val_auroc.update(prob, target)
+        self.val_auroc_dot.update(torch.sigmoid(self.model.head.expression_logit(dot).float()), target)
+        self.val_auroc_dist.update(torch.sigmoid(self.model.head.geometry(geo).float()), target)
         self.val_f1.update(prob, target)
         self.log("val_loss", loss, batch_size=int(batch.labels.numel()), on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_end(self):
-        try:
-            auroc = self.val_auroc.compute()
-            f1 = self.val_f1.compute()
-        except (ValueError, RuntimeError):
-            auroc = f1 = torch.tensor(float("nan"))
-        self.log("val_auroc", auroc, sync_dist=True)
-        self.log("val_f1", f1, sync_dist=True)
-        self.val_auroc.reset()
-        self.val_f1.reset()
+        for name in ("val_auroc", "val_auroc_dot", "val_auroc_dist", "val_f1"):
+            metric = getattr(self, name)
+            try:
+                value = metric.compute()
+            except (ValueError, RuntimeError):
+                value = torch.tensor(float("nan"))
+            self.log(name, value, sync_dist=True)
+            metric.reset()
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate,
-                                 weight_decay=self.config.weight_decay)
+        # the head's few scalars (bias, slopes, onset) would move ~lr per step: at the GNN's rate they
+        # are still near their initial values after a short run, so they learn 20× faster, undecayed
+        head = [p for n, p in self.model.named_parameters() if n.startswith("head.")]
+        rest = [p for n, p in self.model.named_parameters() if not n.startswith("head.")]
+        lr = self.config.learning_rate
+        return torch.optim.AdamW([{"params": rest}, {"params": head, "lr": lr * HEAD_LR_FACTOR, "weight_decay": 0.0}],
+                                 lr=lr, weight_decay=self.config.weight_decay)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch.to(device)
@@ -283,7 +348,9 @@ class _ProgressCallback(pl.Callback):
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
         rec = {"epoch": float(trainer.current_epoch + 1), "step": float(trainer.global_step),
                "loss": m.get("train_loss_epoch", float("nan")), "val_loss": m.get("val_loss", float("nan")),
-               "val_auroc": m.get("val_auroc", float("nan")), "val_f1": m.get("val_f1", float("nan"))}
+               "val_auroc": m.get("val_auroc", float("nan")), "val_f1": m.get("val_f1", float("nan")),
+               "val_auroc_dot": m.get("val_auroc_dot", float("nan")),
+               "val_auroc_dist": m.get("val_auroc_dist", float("nan"))}
         self.history.append(rec)
         pl_module.last_metrics = rec
         if trainer.is_global_zero:
@@ -359,7 +426,10 @@ class TrainingRun:
                     "checkpoint's vocabulary (segger.pipeline does this) so genes keep their tokens"
                 )
             self.model_config = mcfg
-            self.config.spatial_prior = bool(getattr(getattr(model, "head", None), "spatial", self.config.spatial_prior))
+            head = getattr(model, "head", None)
+            if head is not None:  # the checkpoint's head decides which terms the score has
+                self.config.link_terms = head.terms
+                self.config.spatial_prior = True
             state = model.state_dict()
             if resume:
                 self.start_epoch = int(payload.get("epoch", 0))
