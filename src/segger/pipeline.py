@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,10 +22,8 @@ from segger.data import GraphBundle, GraphParams, build_graph
 from segger.errors import SeggerInputError
 from segger.progress import Progress
 
-STAGING_PREFIX = ".segger-staging-"
-BACKUP_PREFIX = ".segger-previous-"
-OUTPUT_FILES = ("segger_transcripts.parquet", "segger_boundaries.parquet", "segger_cells.h5ad", "qc.json",
-                "segger_run.json")
+from segger.utils.outdir import (BACKUP_PREFIX, OUTPUT_FILES, STAGING_PREFIX, check_output_path,  # noqa: F401
+                                 output_session, publish, sweep_leftovers)
 
 
 @dataclass
@@ -54,20 +50,19 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                  labels_offset: tuple[float, float] = (0.0, 0.0), graph: GraphParams | None = None,
                  train=None, predict=None, checkpoint: str | os.PathLike | None = None, device: str = "auto",
                  reference_column: str | None = "cell_id", boundaries_method: str = "concave",
-                 corrections=None) -> Iterator[Progress]:
+                 corrections=None, finetune=None, allow_weak_model: bool = False) -> Iterator[Progress]:
     """Generator form of :func:`segment` (yields :class:`Progress`, returns :class:`SegmentResult`)."""
     from segger.export import build_anndata, cell_boundaries, write_anndata, write_boundaries, write_run_json, write_transcripts
     from segger.io import read_sample
     from segger.prediction import PredictConfig, iter_predict
     from segger.training import TrainConfig, TrainingRun, load_checkpoint
+    from segger.training.health import check_model_health
     from segger.validation import qc_report, write_qc_json
 
     input_path = Path(input_path)
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise SeggerInputError(f"output {output} exists and is not a folder: choose a folder path for --output")
-    if output.resolve() == input_path.resolve():
-        raise SeggerInputError(f"output {output} is the input folder: choose another --output so inputs stay untouched")
+    output = check_output_path(output, [("input", input_path), ("nuclei label image", nuclei_labels),
+                                        ("checkpoint", checkpoint),
+                                        ("corrections file", getattr(corrections, "path", None))])
     graph = (graph or GraphParams()).validate()
     train_cfg = dataclasses.replace(train) if train is not None else TrainConfig()  # never mutate the caller's
     pred_cfg = dataclasses.replace(predict) if predict is not None else PredictConfig()
@@ -75,6 +70,11 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
     pred_cfg.device = device
     train_cfg.validate()
     pred_cfg.validate()
+    if finetune is not None and (checkpoint is None or corrections is None):
+        raise SeggerInputError("fine-tuning needs a checkpoint and corrections (segger finetune --checkpoint --corrections)")
+    if checkpoint is None and train_cfg.epochs == 0 and not allow_weak_model:
+        raise SeggerInputError("--epochs 0 without --checkpoint would segment with an untrained (random) model: "
+                               "give --epochs N (N ≥ 1) or --checkpoint MODEL.pt (or --allow-weak-model to accept it)")
     timings: dict[str, float] = {}
     warnings: list[str] = []
 
@@ -85,12 +85,8 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                          nuclei=nuclei, nuclei_labels=nuclei_labels, pixel_size=pixel_size, labels_offset=labels_offset)
     warnings += list(sample.warnings)
     if len(sample.nuclei) == 0:
-        # name the polygons file and why its polygons were all dropped, when that is the reason
-        why = next((w for w in sample.warnings if sample.nuclei_path and w.startswith(sample.nuclei_path)), None)
-        raise SeggerInputError(
-            f"{input_path}: no nuclei were found or derived{f' ({why})' if why else ''}, so no cell can be "
-            "formed; give polygons, --nuclei-labels FILE --pixel-size UM, or a nuclear flag so nuclei can be approximated"
-        )
+        raise SeggerInputError(f"{input_path}: no nuclei were found or derived ({no_nuclei_reason(sample)}), so no cell "
+                               "can be formed")
     timings["read"] = time.perf_counter() - t
     yield Progress("read", 1, 1, f"{len(sample.transcripts):,} transcripts, {len(sample.nuclei):,} nuclei "
                    f"({sample.nuclei_source}); {sample.filter_report.summary()}")
@@ -99,8 +95,11 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
     t = time.perf_counter()
     vocab = None
     ckpt_model = None
+    ckpt_payload: dict = {}
     if checkpoint is not None:
-        ckpt_model, _, vocab, _, _ = load_checkpoint(checkpoint)
+        ckpt_model, ckpt_config, vocab, _, ckpt_payload = load_checkpoint(checkpoint)
+        warnings += check_model_health(ckpt_model, metrics=ckpt_payload.get("metrics"), where=f"checkpoint {checkpoint}",
+                                       allow=allow_weak_model)
         cov, unknown = vocab.coverage(sample.transcripts[S.GENE].unique())
         if cov < 0.5:
             raise SeggerInputError(
@@ -115,18 +114,31 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
     yield Progress("graph", 1, 1, f"graph: {summ['n_tx']:,} tx, {summ['n_bd']:,} nuclei, {summ['n_tx_tx']:,} tx–tx, "
                    f"{summ['n_belongs']:,} nucleus links, {summ['n_candidates']:,} candidates", dict(summ))
 
-    # stage outputs inside the output folder, move into place at the end
-    created = not output.exists()
-    output.mkdir(parents=True, exist_ok=True)
-    sweep_stale(output, STAGING_PREFIX)  # left by a killed run
-    stage = output / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
-    complete = False
-    try:
-        # train (or reuse)
+    # everything is validated: lock the output folder, stage the outputs in it, publish at the end
+    with output_session(output, "segger segment") as session:
+        stage = session.stage
+        # train (or reuse / fine-tune)
         t = time.perf_counter()
         history: list[dict] = []
-        if ckpt_model is not None and train_cfg.epochs == 0:
+        if finetune is not None:
+            from segger.corrections import FinetuneRun
+            from segger.training import save_checkpoint
+
+            ft = FinetuneRun(ckpt_model, bundle, corrections.effective(), finetune)
+            gen = ft.iter_finetune()
+            while True:
+                try:
+                    yield next(gen)
+                except StopIteration:
+                    break
+            model = ft.model
+            warnings += check_model_health(model, where="the fine-tuned model", allow=allow_weak_model)
+            save_checkpoint(stage / "model" / "finetuned.pt", model, ckpt_config, vocab, bundle.params,
+                            train_config={"finetune": ft.config.to_dict(),
+                                          "corrections": str(getattr(corrections, "path", None) or "")},
+                            metrics=ckpt_payload.get("metrics"))
+            yield Progress("train", 1, 1, f"fine-tuned on {len(corrections)} corrections")
+        elif ckpt_model is not None and train_cfg.epochs == 0:
             model = ckpt_model
             yield Progress("train", 1, 1, f"using checkpoint {checkpoint}")
         else:
@@ -139,6 +151,9 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                 pass
             model = run.model
             history = run.history
+            warnings += check_model_health(model, history=history, trained_epochs=train_cfg.epochs,
+                                           pretrained=checkpoint is not None, where="the trained model",
+                                           allow=allow_weak_model)
         timings["train"] = time.perf_counter() - t
 
         # predict
@@ -171,93 +186,41 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
         qc = qc_report(result, reference_column=ref)
         write_qc_json(qc, stage / "qc.json")
         timings["export"] = time.perf_counter() - t
-        inputs = [sample.source] + ([str(nuclei_labels)] if isinstance(nuclei_labels, (str, os.PathLike)) else [])
+        inputs = [p for p in (sample.transcripts_path or sample.source, sample.nuclei_path) if p]
+        inputs += [str(nuclei_labels)] if isinstance(nuclei_labels, (str, os.PathLike)) and str(nuclei_labels) not in inputs else []
         inputs += [str(checkpoint)] if checkpoint else []
+        inputs += [str(corrections.path)] if getattr(corrections, "path", None) else []
         write_run_json(
             stage / "segger_run.json",
             parameters={"platform": sample.platform, "min_qv": min_qv, "filter_controls": filter_controls,
                         "nuclei": nuclei, "nuclei_source": sample.nuclei_source, "pixel_size": pixel_size,
                         "graph": graph.to_dict(), "train": train_cfg.to_dict(), "predict": pred_cfg.to_dict(),
                         "checkpoint": str(checkpoint) if checkpoint else None, "device": device,
-                        "seed": train_cfg.seed},
+                        "seed": train_cfg.seed, "finetune": finetune.to_dict() if finetune is not None else None},
             inputs=inputs, timings=timings,
             extra={"filter_report": sample.filter_report.to_dict(), "graph_summary": summ, "warnings": warnings,
                    "training_history": history, "n_cells": int(adata.n_obs)},
         )
-        # move into place. segger_run.json marks a complete output: the previous one is removed
+        # move into place. segger_run.json marks a complete output: the previous one is moved aside
         # first and the new one written last, so a folder with a run JSON is never a mixture
-        files = publish(stage, output)
-        complete = True
-        sweep_stale(output, BACKUP_PREFIX)  # a killed run's backup is stale once a new output is complete
+        files = session.publish()
         yield Progress("export", 4, 4, f"wrote {output}")
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if not complete and created and output.is_dir() and not any(output.iterdir()):
-            output.rmdir()  # a failed first run leaves no empty folder behind
     return SegmentResult(output, result, bundle, model, qc, timings, files, warnings)
 
 
-def publish(stage: Path, output: Path) -> dict[str, Path]:
-    """Move the staged outputs into ``output`` (same file system, each move atomic).
-
-    The previous run's files are first moved aside (``segger_run.json``, the completeness marker,
-    first) and the new ones moved in with the new marker last; if a move fails, the new files are
-    taken out again and the previous ones restored. A kill part-way leaves a folder without
-    ``segger_run.json`` (plus the ``.segger-previous-*`` backup), never a mixture that looks complete.
-    """
-    rels = [f"model/{f.name}" for f in sorted((stage / "model").iterdir())] if (stage / "model").is_dir() else []
-    rels += list(OUTPUT_FILES)  # segger_run.json last
-    backup = output / f"{BACKUP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    saved: list[str] = []
-    placed: list[str] = []
-    try:
-        for rel in ["segger_run.json"] + [r for r in rels if r != "segger_run.json"]:
-            if (output / rel).exists():
-                (backup / rel).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(output / rel, backup / rel)
-                saved.append(rel)
-        for rel in rels:
-            (output / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / rel, output / rel)
-            placed.append(rel)
-    except BaseException:
-        for rel in placed:
-            (output / rel).unlink(missing_ok=True)
-        for rel in reversed(saved):
-            os.replace(backup / rel, output / rel)
-        if (output / "model").is_dir() and not any((output / "model").iterdir()):
-            (output / "model").rmdir()
-        raise
-    finally:
-        shutil.rmtree(backup, ignore_errors=True)
-    return {rel: output / rel for rel in rels}
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: assume alive
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. PermissionError: it exists
-        return True
-    return True
-
-
-def sweep_stale(output: Path, prefix: str) -> list[Path]:
-    """Remove ``output/{prefix}{pid}-*`` folders whose process no longer runs (a run killed with
-    SIGKILL or a power cut cannot clean up after itself). Folders of live processes are kept."""
-    removed = []
-    for p in sorted(Path(output).glob(f"{prefix}*")):
-        try:
-            pid = int(p.name[len(prefix):].split("-", 1)[0])
-        except ValueError:
-            continue
-        if p.is_dir() and pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
+def no_nuclei_reason(sample) -> str:
+    """Why a sample has no nuclei, and the fix that fits (used by segment and train)."""
+    about = [w for w in sample.warnings if sample.nuclei_path and w.startswith(sample.nuclei_path)
+             and "used as the nuclei" not in w]  # a substitution note is not why polygons were dropped
+    why = "; ".join(about) if about else None
+    if sample.nuclei_source == "labels":
+        return (f"{why + '; ' if why else ''}the label image holds no nucleus over the transcripts: check "
+                "--labels-offset X0 Y0 (µm of the image's top-left corner) and --pixel-size against the "
+                "transcripts' extent")
+    if why:
+        return f"{why}; fix or replace that polygons file, or use --nuclei approximate / --nuclei-labels FILE"
+    return ("give polygons, --nuclei-labels FILE --pixel-size UM, or a nuclear flag so nuclei can be "
+            "approximated")
 
 
 def segment(input_path, output, callback=None, **kwargs) -> SegmentResult:

@@ -72,7 +72,7 @@ CASES = {
     "nan-dist": (["{root}/xenium_lung", "--dist-bd", "nan"], "dist_bd"),
     "score-cut-above-one": (["{root}/xenium_lung", "--score-cut", "1.5"], "score_cut"),
     "negative-epochs": (["{root}/xenium_lung", "--epochs", "-1"], "epochs"),
-    "zero-hidden-channels": (["{root}/xenium_lung", "--hidden-channels", "0"], "hidden_channels"),
+    "zero-hidden-channels": (["{root}/xenium_lung", "--hidden-channels", "0"], "--hidden-channels"),
     "negative-min-qv": (["{root}/xenium_lung", "--min-qv", "-5"], "min_qv"),
     "missing-checkpoint": (["{root}/xenium_lung", "--checkpoint", "{root}/nope.pt"], "does not exist"),
     "output-is-a-file": (["{root}/xenium_lung", "-o", "{root}/xenium_lung/transcripts.parquet"], "not a folder"),

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -154,10 +155,11 @@ def test_segment_run_json(segmented, lung_copy):
     params = run["parameters"]
     assert params["train"]["epochs"] == 2 and params["train"]["hidden_channels"] == 16
     assert params["graph"]["k_tx"] == 5
-    # input checksums: the input folder, every file with its sha256
-    (inp,) = [i for i in run["inputs"] if i["path"] == str(lung_copy.resolve())]
-    files = {f["path"]: f["sha256"] for f in inp["files"]}
-    assert files == {p.name: _sha(p) for p in lung_copy.iterdir() if p.is_file()}
+    # input checksums: the files that were read (transcripts, nucleus polygons), each with its sha256
+    # and hashing time; not every file of the input folder (real bundles are tens of GB)
+    recorded = {Path(i["path"]).name: i["sha256"] for i in run["inputs"]}
+    assert recorded == {p: _sha(lung_copy / p) for p in ("transcripts.parquet", "nucleus_boundaries.parquet")}
+    assert all(i["hash_seconds"] >= 0 for i in run["inputs"])
     assert len(run["extra"]["training_history"]) == 2
 
 

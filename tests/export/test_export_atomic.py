@@ -19,8 +19,9 @@ def _leftovers(folder: Path) -> list[str]:
 def test_atomic_path_success(tmp_path):
     target = tmp_path / "sub" / "out.txt"
     with atomic_path(target) as tmp:
-        assert tmp.parent == target.parent
-        assert tmp.name.startswith(".out.txt.tmp-") and str(os.getpid()) in tmp.name
+        # the target's own name in a hidden, unique folder beside it (same file system)
+        assert tmp.name == "out.txt" and tmp.parent.parent == target.parent
+        assert tmp.parent.name.startswith(".out.txt.tmp-") and str(os.getpid()) in tmp.parent.name
         assert not target.exists()
         tmp.write_text("new")
     assert target.read_text() == "new"

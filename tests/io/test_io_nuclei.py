@@ -124,7 +124,8 @@ def test_labels_errors(segtraq_dir, tmp_path):
 
 def test_vertices_repair_and_drop():
     rows = []
-    # a valid square, a bow-tie (self-intersecting), a 2-distinct-vertex sliver, an unassigned id
+    # a valid square, a bow-tie (self-intersecting), a 2-distinct-vertex sliver, a polygon named like
+    # segger's unassigned marker (kept under a reserved id, with a note: never dropped silently)
     for cid, pts in [
         ("a", [(0, 0), (2, 0), (2, 2), (0, 2), (0, 0)]),
         ("bow", [(10, 10), (14, 14), (14, 10), (10, 14), (10, 10)]),
@@ -135,11 +136,12 @@ def test_vertices_repair_and_drop():
     df = pd.DataFrame(rows, columns=["cell_id", "vertex_x", "vertex_y"])
     nuc = nuclei_from_vertices(df)
     assert_nuclei_schema(nuc, "polygon")
-    assert list(nuc[schema.BD_ID]) == ["a", "bow"]
+    assert list(nuc[schema.BD_ID]) == ["a", "bow", "UNASSIGNED_nucleus"]
     bow = nuc[schema.GEOMETRY].iloc[1]
     assert bow.is_valid and bow.area == pytest.approx(4.0)  # largest triangle of the bow-tie
     notes = nuclei_warnings(nuc)
     assert any("fewer than 3 distinct vertices" in n and "thin" in n for n in notes)
+    assert any("named 'UNASSIGNED'" in n for n in notes)
 
 
 def test_vertices_label_id_keeps_largest():

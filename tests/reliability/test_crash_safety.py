@@ -31,6 +31,7 @@ import pytest
 
 from _reliability_corpus import TINY_ARGS
 from segger.pipeline import BACKUP_PREFIX, OUTPUT_FILES, STAGING_PREFIX
+from segger.utils.outdir import LOCK_NAME
 
 MODEL_FILES = ("model/best.pt", "model/last.pt")
 ALL_FILES = MODEL_FILES + OUTPUT_FILES
@@ -42,8 +43,9 @@ def _cli() -> list[str]:
 
 
 def visible(folder: Path, tree_sha256) -> dict[str, str]:
-    """sha256 of the files outside the hidden staging / backup folders."""
-    return {k: v for k, v in tree_sha256(folder).items() if not k.startswith((STAGING_PREFIX, BACKUP_PREFIX))}
+    """sha256 of the files outside the hidden staging / backup folders (and the lock a killed run leaves)."""
+    return {k: v for k, v in tree_sha256(folder).items()
+            if not k.startswith((STAGING_PREFIX, BACKUP_PREFIX)) and k != LOCK_NAME}
 
 
 def check_state(out: Path, previous: dict[str, str], tree_sha256) -> str:
@@ -181,19 +183,30 @@ def test_segment_sigkilled_at_random_moments(previous_output, corpus_base, tmp_p
     assert check_state(out, previous, tree_sha256) == "new"
 
 
-def test_stale_staging_of_a_dead_process_is_swept(tmp_path):
-    from segger.pipeline import sweep_stale
+def test_leftovers_are_swept_only_under_the_lock(tmp_path):
+    """A dead run's staging / bucket / temp files go when the next run holds the folder's lock; while
+    another (live) run holds it nothing is deleted, whatever PIDs the folder names say."""
+    from segger.utils.outdir import OutputBusyError, OutputLock, output_session
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f"{STAGING_PREFIX}{dead.pid}-abcd1234"
+    out = tmp_path / "out"
+    stale = out / f"{STAGING_PREFIX}{os.getpid()}-abcd1234"  # our own PID: not proof of anything
     (stale / "model").mkdir(parents=True)
-    live = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-abcd1234"  # this process: kept
-    live.mkdir()
-    odd = tmp_path / f"{STAGING_PREFIX}not-a-pid"
-    odd.mkdir()
-    assert sweep_stale(tmp_path, STAGING_PREFIX) == [stale]
-    assert not stale.exists() and live.exists() and odd.exists()
+    tmpf = out / ".segger_transcripts.parquet.tmp-1-ab"
+    tmpf.write_text("half")
+    ooc = out / ".segger-ooc-deadbeef"
+    ooc.mkdir()
+    holder = OutputLock(out, "other run").acquire()
+    try:
+        with pytest.raises(OutputBusyError, match="in use by another segger run"):
+            with output_session(out):
+                pass
+        assert stale.exists() and tmpf.exists() and ooc.exists()  # a live holder: nothing swept
+    finally:
+        holder.release()
+    with output_session(out) as session:
+        assert not stale.exists() and not tmpf.exists() and not ooc.exists()
+        assert session.stage.is_dir()
+    assert not any(p.name.startswith(STAGING_PREFIX) for p in out.iterdir())
 
 
 # --------------------------------------------------------------------------------------------

@@ -80,10 +80,10 @@ def load_result_dir(folder: str | Path):
     from segger.errors import SeggerInputError
     from segger.export import read_boundaries
 
-    out = Path(folder)
+    from segger.utils.outdir import require_complete
+
+    out = require_complete(folder, "export")  # never a half-written folder (no segger_run.json)
     f = out / "segger_transcripts.parquet"
-    if not f.is_file():
-        raise SeggerInputError(f"{f} not found: give a folder written by 'segger segment' or 'segger predict'")
     result = pd.read_parquet(f)
     bounds = None
     for name in ("segger_boundaries.parquet", "segger_cell_boundaries.parquet"):  # CLI, napari Export
@@ -110,12 +110,30 @@ def _run_input(run: dict | None) -> tuple[str | None, str | None]:
     return platform, path
 
 
+def _moved(exp, tmp: Path, out: Path):
+    """The export record with its paths moved from the staging folder to the output folder."""
+    import dataclasses
+
+    changes = {}
+    for f in dataclasses.fields(exp):
+        v = getattr(exp, f.name)
+        if isinstance(v, Path) and tmp in v.parents:
+            changes[f.name] = out / v.relative_to(tmp)
+        elif isinstance(v, str):
+            changes[f.name] = v.replace(str(tmp.resolve()), str(out.resolve())).replace(str(tmp), str(out))
+    return dataclasses.replace(exp, **changes)
+
+
 def cmd_export(a, bar=None) -> int:
     from segger.errors import SeggerInputError
+    from segger.utils.outdir import check_output_path
 
+    kind = "folder" if a.to == "xenium-ranger" else "file"
+    check_output_path(a.output, [("result folder", a.result), ("--input", a.input)], kind=kind)
     result, bounds, run = load_result_dir(a.result)
     platform, run_input = _run_input(run)
-    out = Path(a.output)
+    out = check_output_path(a.output, [("result folder", a.result), ("--input", a.input),
+                                       ("run's input", run_input)], kind=kind)
     ref = a.reference_column if a.reference_column in result.columns else None
 
     if a.to == "anndata":
@@ -157,10 +175,16 @@ def cmd_export(a, bar=None) -> int:
     if platform not in (None, "xenium"):
         print(f"warning: this run read a {platform} input; Xenium Ranger needs the transcript ids of an "
               "original Xenium bundle", file=sys.stderr)
-    exp = write_xenium_ranger(
-        result, out, boundaries=bounds, xenium_bundle=bundle, run_id=a.run_id, cell_prefix=a.cell_prefix,
-        min_transcripts=a.min_transcripts, polygon_format=a.polygon_format,
-    )
+    if out.is_dir() and any(out.iterdir()) and not a.overwrite:
+        raise SeggerInputError(f"output {out} already exists and is not empty; choose a new folder or pass --overwrite")
+    from segger.utils.outdir import staged_path
+
+    with staged_path(out) as tmp:  # the three files appear together, or not at all
+        exp = write_xenium_ranger(
+            result, tmp, boundaries=bounds, xenium_bundle=bundle, run_id=a.run_id, cell_prefix=a.cell_prefix,
+            min_transcripts=a.min_transcripts, polygon_format=a.polygon_format,
+        )
+    exp = _moved(exp, tmp, out)
     print(f"wrote {exp.transcript_assignment} ({exp.n_transcripts:,} transcripts), {exp.viz_polygons} "
           f"({exp.n_cells:,} cells) and {exp.id_map}")
     print("import into a new Xenium bundle (Xenium Explorer) with the ORIGINAL, uncropped Xenium output folder:")

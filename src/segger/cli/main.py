@@ -7,7 +7,9 @@ Bad input ends with exit code 2 and one line on stderr naming the file/column an
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -39,6 +41,12 @@ def _add_input(p: argparse.ArgumentParser) -> None:
 
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+
+
+def _add_health(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-weak-model", action="store_true",
+                   help="segment even with an untrained, diverged or at-chance model (a warning instead of an "
+                        "error; NaN weights are always refused)")
 
 
 def _add_reference(p: argparse.ArgumentParser) -> None:
@@ -124,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_graph(p)
     _add_train(p, epochs_default=DEFAULT_EPOCHS)
     _add_predict(p)
+    _add_health(p)
 
     p = sub.add_parser("train", help="train a model and save a checkpoint (model/best.pt, model/last.pt)")
     _add_input(p)
@@ -133,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="resume the checkpoint's run (epochs and optimiser state)")
     _add_graph(p)
     _add_train(p, epochs_default=DEFAULT_EPOCHS)
+    _add_health(p)
 
     p = sub.add_parser("predict", help="segment with a trained model (no training)")
     _add_input(p)
@@ -142,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reference(p)
     _add_graph(p)
     _add_predict(p)
+    _add_health(p)
     _add_scale(p)
 
     p = sub.add_parser("finetune", help="fine-tune a model on point-and-click corrections, then segment")
@@ -155,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reference(p)
     _add_graph(p)
     _add_predict(p)
+    _add_health(p)
 
     p = sub.add_parser("qc", help="QC table of a segger output folder (writes qc.json)")
     p.add_argument("output", help="a folder written by segger segment/predict")
@@ -228,94 +240,207 @@ def _read_kwargs(a) -> dict:
                 nuclei_labels=a.nuclei_labels, pixel_size=a.pixel_size, labels_offset=tuple(a.labels_offset))
 
 
-def cmd_segment(a, bar) -> int:
-    from segger.pipeline import segment
+# ----------------------------------------------------------------------------------------------
+# validation before anything is read or written
+# ----------------------------------------------------------------------------------------------
+SEED_MAX = 2**32 - 1
+
+
+def _check_int(a, name: str, low: int, high: int, what: str = "") -> None:
+    v = getattr(a, name, None)
+    if v is None:
+        return
+    if not low <= v <= high:
+        opt = "--" + name.replace("_", "-")
+        raise SeggerInputError(f"{opt} {v} is out of range: use an integer from {low:,} to {high:,}{what}")
+
+
+def _check_float(a, name: str, low: float, high: float, *, low_open: bool = False) -> None:
+    import math
+
+    v = getattr(a, name, None)
+    if v is None:
+        return
+    opt = "--" + name.replace("_", "-")
+    if not math.isfinite(v) or v < low or v > high or (low_open and v == low):
+        raise SeggerInputError(f"{opt} {v} is out of range: use a number {'>' if low_open else '≥'} {low:g} and ≤ {high:g}")
+
+
+def _check_options(a) -> None:
+    """Every numeric option in range (one line naming the option), before any file is touched."""
+    _check_int(a, "seed", 0, SEED_MAX)
+    _check_int(a, "epochs", 0, 1_000_000)
+    if hasattr(a, "hidden_channels"):
+        from segger.training.checkpoint import MODEL_LIMITS
+
+        for name in ("hidden_channels", "out_channels", "heads", "num_mid_layers"):
+            _check_int(a, name, 0 if name == "num_mid_layers" else 1, MODEL_LIMITS[name], " (a model size)")
+    _check_float(a, "learning_rate", 0.0, 1.0, low_open=True)
+    _check_int(a, "steps", 1, 1_000_000)
+    _check_float(a, "correction_weight", 0.0, 1e6, low_open=True)
+    _check_int(a, "num_nodes", 1, 100_000)
+    _check_int(a, "workers", 1, 100_000)
+    _check_float(a, "tile_size", 0.0, 1e7, low_open=True)
+    _check_float(a, "tile_margin", 0.0, 1e4)
+
+
+def _inputs(a) -> list[tuple[str, object]]:
+    return [("input", getattr(a, "input", None)), ("nuclei label image", getattr(a, "nuclei_labels", None)),
+            ("checkpoint", getattr(a, "checkpoint", None)), ("corrections file", getattr(a, "corrections", None))]
+
+
+def _print_result(res, extra: str = "") -> None:
     from segger.validation import format_qc_table
 
-    train = _train_config(a)
-    if a.checkpoint and a.epochs is None:
-        train.epochs = 0
-    if train.epochs and (str(train.devices) not in ("1", "auto") or train.num_nodes > 1 or train.strategy.startswith("ddp")):
-        from segger.errors import SeggerInputError
-
-        raise SeggerInputError("multi-process training (--devices N / --strategy ddp / --num-nodes) runs in 'segger train'; "
-                               "train there, then 'segger segment --checkpoint OUT/model/best.pt'")
-    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=train, predict=_predict_config(a),
-                  checkpoint=a.checkpoint, device=a.device, reference_column=a.reference_column, **_read_kwargs(a))
-    bar.close()
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(format_qc_table(res.qc))
     print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()))
-    print(f"wrote {res.output}")
+    print(f"{extra}wrote {res.output}")
+
+
+def _fixed_training(a) -> None:
+    """predict/finetune do not train: the training options take their (library) defaults."""
+    from segger.training import TrainConfig
+
+    d = TrainConfig()
+    a.epochs, a.learning_rate, a.hidden_channels, a.out_channels = 0, d.learning_rate, d.hidden_channels, d.out_channels
+    a.heads, a.num_mid_layers, a.seed, a.devices, a.strategy, a.num_nodes = d.heads, d.num_mid_layers, d.seed, "1", "auto", 1
+
+
+# ----------------------------------------------------------------------------------------------
+# commands
+# ----------------------------------------------------------------------------------------------
+def cmd_segment(a, bar) -> int:
+    from segger.pipeline import segment
+    from segger.utils.outdir import check_output_path
+
+    check_output_path(a.output, _inputs(a))
+    train = _train_config(a)
+    if a.checkpoint and a.epochs is None:
+        train.epochs = 0
+    if train.epochs and (str(train.devices) not in ("1", "auto") or train.num_nodes > 1 or train.strategy.startswith("ddp")):
+        raise SeggerInputError("multi-process training (--devices N / --strategy ddp / --num-nodes) runs in 'segger train'; "
+                               "train there, then 'segger segment --checkpoint OUT/model/best.pt'")
+    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=train, predict=_predict_config(a),
+                  checkpoint=a.checkpoint, device=a.device, reference_column=a.reference_column,
+                  allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
+    bar.close()
+    _print_result(res)
     return 0
 
 
 def cmd_predict(a, bar) -> int:
+    from segger.utils.outdir import check_output_path
+
+    check_output_path(a.output, _inputs(a) + [("work folder", a.work_dir)])
     if getattr(a, "out_of_core", False):
         return _predict_out_of_core(a, bar)
-    a.epochs = 0
-    a.learning_rate, a.hidden_channels, a.out_channels, a.heads, a.num_mid_layers = 5e-3, 32, 32, 3, 3
-    a.seed, a.devices, a.strategy, a.num_nodes = 0, "1", "auto", 1
+    _fixed_training(a)
     from segger.pipeline import segment
-    from segger.validation import format_qc_table
 
     res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a),
                   predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device,
-                  reference_column=a.reference_column, **_read_kwargs(a))
+                  reference_column=a.reference_column, allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
     bar.close()
-    for w in res.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    print(format_qc_table(res.qc))
-    print(f"wrote {res.output}")
+    _print_result(res)
     return 0
 
 
 def _predict_out_of_core(a, bar) -> int:
     from segger.export import write_run_json
     from segger.scale import OutOfCoreConfig, predict_out_of_core
+    from segger.training.checkpoint import read_checkpoint
+    from segger.training.health import check_model_health
+    from segger.utils.outdir import check_output_path, output_session
 
     out = Path(a.output)
-    out.mkdir(parents=True, exist_ok=True)
+    if a.work_dir:
+        check_output_path(a.work_dir, [("input", a.input), ("checkpoint", a.checkpoint)], option="--work-dir")
+    payload = read_checkpoint(a.checkpoint)  # validated (and health-checked) before anything is written
+    warns = check_model_health(payload["state_dict"], metrics=payload.get("metrics"), where=f"checkpoint {a.checkpoint}",
+                               allow=a.allow_weak_model)
+    graph, predict = _graph_params(a).validate(), _predict_config(a).validate()
     device = "cpu" if a.device in ("auto", None) else a.device
-    cfg = OutOfCoreConfig(tile_size=a.tile_size, margin=a.tile_margin, scheduler=a.scheduler, workers=a.workers,
-                          work_dir=a.work_dir, device=device, min_qv=a.min_qv, filter_controls=not a.keep_controls,
-                          nuclei="labels" if a.nuclei_labels else a.nuclei)
-    res = predict_out_of_core(a.input, a.checkpoint, out / "segger_transcripts.parquet", cfg, callback=bar,
-                              graph=_graph_params(a), predict=_predict_config(a), pixel_size=a.pixel_size)
-    bar.close()
-    write_run_json(out / "segger_run.json", parameters={"mode": "out-of-core", "scale": res.config, "plan": res.plan,
-                                                        "graph": _graph_params(a).to_dict(), "predict": _predict_config(a).to_dict(),
-                                                        "checkpoint": str(a.checkpoint), "scheduler": res.scheduler},
-                   inputs=[a.input, a.checkpoint], timings=res.timings, extra={"counts": res.counts})
+    with output_session(out, "segger predict --out-of-core") as session:
+        work = session.work_dir(a.work_dir) if a.work_dir else None
+        cfg = OutOfCoreConfig(tile_size=a.tile_size, margin=a.tile_margin, scheduler=a.scheduler, workers=a.workers,
+                              work_dir=str(work) if work else None, device=device, min_qv=a.min_qv,
+                              filter_controls=not a.keep_controls, nuclei="labels" if a.nuclei_labels else a.nuclei)
+        try:
+            res = predict_out_of_core(a.input, a.checkpoint, session.stage / "segger_transcripts.parquet", cfg,
+                                      callback=bar, graph=graph, predict=predict, pixel_size=a.pixel_size)
+        finally:
+            if work is not None:
+                import shutil
+
+                shutil.rmtree(work, ignore_errors=True)
+        bar.close()
+        write_run_json(session.stage / "segger_run.json",
+                       parameters={"mode": "out-of-core", "scale": res.config, "plan": res.plan,
+                                   "graph": graph.to_dict(), "predict": predict.to_dict(),
+                                   "checkpoint": str(a.checkpoint), "scheduler": res.scheduler},
+                       inputs=[res.input_path or a.input, a.checkpoint], timings=res.timings,
+                       extra={"counts": res.counts, "warnings": warns})
+        session.publish()
+    for w in warns:
+        print(f"warning: {w}", file=sys.stderr)
     n = max(res.n_rows, 1)
     kinds = ", ".join(f"{k} {res.counts.get(k, 0) / n:.1%}" for k in ("nucleus", "cytoplasm", "fragment", "none"))
     print(f"{res.n_rows:,} transcripts in {res.n_tiles} tiles ({res.scheduler}, {res.timings['total']:.1f} s): {kinds}")
-    print(f"wrote {out / 'segger_transcripts.parquet'}")
+    print(f"wrote {out / 'segger_transcripts.parquet'} (and segger_run.json; out-of-core writes no cell table, "
+          "outlines or QC)")
     return 0
 
 
 def cmd_train(a, bar) -> int:
     from segger.data import build_graph
     from segger.io import read_sample
+    from segger.pipeline import no_nuclei_reason
     from segger.progress import run
     from segger.training import TrainingRun, load_checkpoint
+    from segger.training.health import check_model_health
+    from segger.utils.outdir import RUN_MARKER, OutputLock, check_output_path, sweep_leftovers
 
-    sample = read_sample(a.input, **_read_kwargs(a))
-    vocab = load_checkpoint(a.checkpoint)[2] if a.checkpoint else None
-    bundle = build_graph(sample.transcripts, sample.nuclei, _graph_params(a), vocab=vocab)
+    if a.resume and not a.checkpoint:
+        raise SeggerInputError("--resume continues a checkpoint's run: give --checkpoint OUT/model/last.pt")
+    if a.checkpoint and str(a.output).strip() and not a.resume \
+            and Path(a.checkpoint).resolve().parent == (Path(a.output) / "model").resolve():
+        raise SeggerInputError(f"--checkpoint {a.checkpoint} is in {Path(a.output) / 'model'}, which this run rewrites: "
+                               "pass --resume to continue that run, or choose another --output")
+    # only a resumed run may continue from a checkpoint inside its own output
+    out = check_output_path(a.output, _inputs(a), allowed=[a.checkpoint] if a.resume else [])
+    if (out / RUN_MARKER).is_file():
+        raise SeggerInputError(f"--output {out} holds a complete segmentation ({RUN_MARKER}); 'segger train' writes "
+                               "model/best.pt and model/last.pt: choose another --output so that output stays consistent")
     cfg = _train_config(a)
     cfg.device = a.device
-    out = Path(a.output)
-    tr = TrainingRun(bundle, cfg, checkpoint=a.checkpoint, checkpoint_dir=out / "model", resume=a.resume)
-    if tr.multi_process:  # DDP: Lightning launches the other ranks; train in this (main) thread
-        tr.fit(bar)
-        if tr.global_rank != 0:
-            return 0
-    else:
-        run(tr.iter_train(), bar)
+    cfg.validate()
+    if cfg.epochs == 0:
+        raise SeggerInputError("--epochs 0 trains nothing: give --epochs N (N ≥ 1)")
+    _graph_params(a).validate()
+    vocab = load_checkpoint(a.checkpoint)[2] if a.checkpoint else None
+    sample = read_sample(a.input, **_read_kwargs(a))
+    if len(sample.nuclei) == 0:
+        raise SeggerInputError(f"{a.input}: no nuclei were found or derived ({no_nuclei_reason(sample)}); training "
+                               "needs nuclei")
+    bundle = build_graph(sample.transcripts, sample.nuclei, _graph_params(a), vocab=vocab)
+    out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out, "segger train"):
+        sweep_leftovers(out)  # interrupted checkpoint writes (model/.*.tmp-*) of a dead run
+        tr = TrainingRun(bundle, cfg, checkpoint=a.checkpoint, checkpoint_dir=out / "model", resume=a.resume)
+        if tr.multi_process:  # DDP: Lightning launches the other ranks; train in this (main) thread
+            tr.fit(bar)
+            if tr.global_rank != 0:
+                return 0
+        else:
+            run(tr.iter_train(), bar)
     bar.close()
     for w in sample.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    where = f"the model trained into {out / 'model'}"
+    for w in check_model_health(tr.model, history=tr.history, trained_epochs=len(tr.history),
+                                pretrained=a.checkpoint is not None, where=where, allow=a.allow_weak_model):
         print(f"warning: {w}", file=sys.stderr)
     last = tr.history[-1] if tr.history else {}
     print(f"trained {len(tr.history)} epochs; last val AUROC {last.get('val_auroc', float('nan')):.3f}; "
@@ -326,17 +451,24 @@ def cmd_train(a, bar) -> int:
 def cmd_qc(a, bar) -> int:
     import pandas as pd
 
-    from segger.errors import SeggerInputError
+    from segger.utils.outdir import OUTPUT_FILES, OutputLock, check_output_path, require_complete
     from segger.validation import format_qc_table, qc_report, write_qc_json
 
-    out = Path(a.output)
-    f = out / "segger_transcripts.parquet"
-    if not f.is_file():
-        raise SeggerInputError(f"{f} not found: give a folder written by 'segger segment' or 'segger predict'")
-    df = pd.read_parquet(f)
+    out = require_complete(a.output, "qc")
+    target = out / "qc.json"
+    if a.json is not None:
+        target = check_output_path(a.json, [("transcripts table", out / "segger_transcripts.parquet")] +
+                                   [(f"output file {f}", out / f) for f in OUTPUT_FILES if f != "qc.json"],
+                                   option="--json", kind="file")
+    df = pd.read_parquet(out / "segger_transcripts.parquet")
     ref = a.reference_column if a.reference_column in df.columns else None
     report = qc_report(df, reference_column=ref)
-    write_qc_json(report, Path(a.json) if a.json else out / "qc.json")
+    if target.resolve().parent == out.resolve():  # a file of the output folder: under its lock
+        with OutputLock(out, "segger qc"):
+            require_complete(out, "qc")
+            write_qc_json(report, target)
+    else:
+        write_qc_json(report, target)
     print(format_qc_table(report))
     return 0
 
@@ -348,35 +480,28 @@ def cmd_export(a, bar) -> int:
 
 
 def cmd_finetune(a, bar) -> int:
-    from segger.corrections import CorrectionStore, FinetuneConfig, FinetuneRun
-    from segger.data import build_graph
-    from segger.io import read_sample
+    from segger.corrections import CorrectionStore, FinetuneConfig
     from segger.pipeline import segment
-    from segger.progress import run
-    from segger.training import load_checkpoint, save_checkpoint
-    from segger.validation import format_qc_table
+    from segger.training.checkpoint import read_checkpoint
+    from segger.utils.outdir import check_output_path
 
-    store = CorrectionStore.load(a.corrections, autosave=False)
+    # everything is validated before the first byte is written (and nothing is written outside staging)
+    check_output_path(a.output, _inputs(a))
+    corrections = Path(a.corrections)
+    if not corrections.is_file():
+        raise SeggerInputError(f"corrections file {corrections} does not exist: give the CSV/parquet written by the "
+                               "Correct widget or CorrectionStore.export")
+    store = CorrectionStore.load(corrections, autosave=False)
     if len(store) == 0:
-        raise SeggerInputError(f"corrections file {a.corrections} holds no corrections (or does not exist)")
-    model, mcfg, vocab, params, _ = load_checkpoint(a.checkpoint)
-    sample = read_sample(a.input, **_read_kwargs(a))
-    bundle = build_graph(sample.transcripts, sample.nuclei, _graph_params(a), vocab=vocab)
-    ft = FinetuneRun(model, bundle, store.effective(), FinetuneConfig(steps=a.steps, correction_weight=a.correction_weight))
-    run(ft.iter_finetune(), bar)
-    out = Path(a.output)
-    ckpt = save_checkpoint(out / "model" / "finetuned.pt", ft.model, mcfg, vocab, bundle.params,
-                           train_config={"finetune": ft.config.to_dict(), "corrections": str(a.corrections)})
-    a.epochs, a.learning_rate, a.hidden_channels, a.out_channels, a.heads, a.num_mid_layers = 0, 5e-3, 32, 32, 3, 3
-    a.seed, a.devices, a.strategy, a.num_nodes = 0, "1", "auto", 1
+        raise SeggerInputError(f"corrections file {a.corrections} holds no corrections")
+    read_checkpoint(a.checkpoint)
+    ft = FinetuneConfig(steps=a.steps, correction_weight=a.correction_weight)
+    _fixed_training(a)
     res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a),
-                  predict=_predict_config(a), checkpoint=ckpt, device=a.device, reference_column=a.reference_column,
-                  corrections=store, **_read_kwargs(a))
+                  predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device, reference_column=a.reference_column,
+                  corrections=store, finetune=ft, allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
     bar.close()
-    for w in res.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    print(format_qc_table(res.qc))
-    print(f"fine-tuned on {len(store)} corrections; model {ckpt}; wrote {res.output}")
+    _print_result(res, f"fine-tuned on {len(store)} corrections; model {res.output / 'model' / 'finetuned.pt'}; ")
     return 0
 
 
@@ -395,13 +520,31 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="GPU out of memory")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and ``kill`` send): unwinds like Ctrl-C, so staging is removed."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+#: OS errors that are the user's to fix (disk full, read-only, permissions): exit 2, one line
+USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     if not a.debug:
         _quiet_libraries()
     bar = _Bar(a.quiet)
+    previous = None
     try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. called from a GUI worker): leave signals alone
+        pass
+    try:
+        _check_options(a)
         return COMMANDS[a.command](a, bar)
     except SeggerError as exc:
         bar.close()
@@ -409,16 +552,35 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"segger: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
+    except Terminated:
+        bar.close()
+        print("segger: terminated (SIGTERM); staging was removed, no partial output was left "
+              "(a previous complete output is unchanged)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         bar.close()
         print("segger: interrupted; no partial output was left", file=sys.stderr)
         return 130
+    except OSError as exc:
+        bar.close()
+        if a.debug or exc.errno not in USER_ERRNOS:
+            if a.debug:
+                raise
+            print(f"segger: internal error: {one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
+            return EXIT_INTERNAL
+        where = exc.filename or getattr(a, "output", None) or "the output"
+        print(f"segger: error: {where}: {exc.strerror or exc} — free some space, check its permissions, or choose "
+              "a writable --output; nothing was published", file=sys.stderr)
+        return EXIT_INPUT
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         bar.close()
         if a.debug:
             raise
         print(f"segger: internal error: {one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

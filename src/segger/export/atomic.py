@@ -4,8 +4,11 @@ Every writer in :mod:`segger.export` writes to a temporary path in the *same dir
 target (so the final :func:`os.replace` is an atomic rename on one file system) and renames it
 over the target only when the writer returned normally. On any exception (including
 ``KeyboardInterrupt``) the temporary file is removed and the previous target, if any, is left
-untouched. Temporary names look like ``.{name}.tmp-{pid}-{random}{suffix}`` (hidden, unique per
-process and call, keeping the target's suffix so writers that look at the extension still work).
+untouched. The temporary file has the target's own name inside a hidden folder
+``.{name}.tmp-{pid}-{random}/`` (unique per process and call): writers that look at the extension
+still work, and formats that record the file name (``torch.save`` names its zip folder after it)
+give the same bytes as a direct write, so checkpoints are reproducible. Leftovers of a killed
+write (``.*.tmp-*``) are swept by :func:`segger.utils.outdir.sweep_leftovers` under the output lock.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ T = TypeVar("T")
 TMP_MARKER = ".tmp-"
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+def _temp_dir(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _remove(p: Path) -> None:
@@ -70,7 +73,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(target)
+    tmp_dir = _temp_dir(target)
+    tmp_dir.mkdir()
+    tmp = tmp_dir / target.name
     try:
         yield tmp
         if not tmp.exists():
@@ -78,9 +83,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp.is_file():
             _fsync_file(tmp)
         os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
+    finally:
+        _remove(tmp_dir)
 
 
 def atomic_write(path: str | os.PathLike, writer_fn: Callable[[Path], T]) -> Path:

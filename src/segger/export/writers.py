@@ -397,17 +397,21 @@ def package_versions(extra: Mapping[str, str | None] | None = None) -> dict[str,
 
 
 def _input_record(p: str | os.PathLike) -> dict[str, Any]:
+    """Provenance of one input: a file read is hashed (streamed, timed); a folder (e.g. a SpatialData
+    store) is listed with sizes only — segger reads a few of its files, hashing tens of GB is not due."""
+    import time
+
     path = Path(p)
     rec: dict[str, Any] = {"path": str(path.resolve())}
     if path.is_file():
         rec["size_bytes"] = path.stat().st_size
+        t = time.perf_counter()
         rec["sha256"] = file_sha256(path)
+        rec["hash_seconds"] = round(time.perf_counter() - t, 3)
     elif path.is_dir():
         files = sorted(q for q in path.rglob("*") if q.is_file())
-        rec["files"] = [
-            {"path": str(q.relative_to(path)), "size_bytes": q.stat().st_size, "sha256": file_sha256(q)}
-            for q in files
-        ]
+        rec["files"] = [{"path": str(q.relative_to(path)), "size_bytes": q.stat().st_size} for q in files]
+        rec["sha256"] = None  # a folder: listed, not hashed
     else:
         rec["exists"] = False
         rec["sha256"] = None

@@ -99,6 +99,12 @@ def read_table(path: str | Path, what: str = "table", columns: Sequence[str] | N
             f"{path}: unsupported {what} file type; use one of {', '.join(TABLE_SUFFIXES)}"
         )
     kind = "parquet" if suffix in PARQUET_SUFFIXES else "CSV/TSV"
+    if kind == "parquet":
+        try:
+            names = list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError, ValueError):
+            names = []
+        _check_duplicate_columns(names, path, what)
     try:
         if kind == "parquet":
             df = pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
@@ -115,6 +121,7 @@ def read_table(path: str | Path, what: str = "table", columns: Sequence[str] | N
             f"{path}: cannot read this {kind} {what} file ({one_line(exc)[:200]}); it may be "
             f"truncated or not a {kind} file: export or copy it again"
         ) from exc
+    _check_duplicate_columns([str(c) for c in df.columns], path, what)
     df = df.reset_index(drop=True)
     if len(df) == 0:
         raise SeggerInputError(
@@ -122,6 +129,17 @@ def read_table(path: str | Path, what: str = "table", columns: Sequence[str] | N
             "export it again or choose another file"
         )
     return df
+
+
+def _check_duplicate_columns(names: Sequence[str], path, what: str) -> None:
+    seen, dup = set(), []
+    for n in names:
+        if n in seen and n not in dup:
+            dup.append(n)
+        seen.add(n)
+    if dup:
+        raise SeggerInputError(f"{path}: the {what} file has column {dup[0]!r} twice; keep one of them (rename or "
+                               "drop the other) and write the file again")
 
 
 def read_columns(path: str | Path) -> list[str]:

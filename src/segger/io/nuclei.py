@@ -233,6 +233,29 @@ def _finish(
 # --------------------------------------------------------------------------- vertex tables
 
 
+#: the id a nucleus named like segger's "unassigned" marker gets (vendor ids never collide with it)
+RESERVED_ID_SUFFIX = "_nucleus"
+
+
+def _reserved_ids(raw: pd.Series, ids: np.ndarray, notes: list[str], source_name: str) -> np.ndarray:
+    """Polygons whose id is literally ``UNASSIGNED`` (segger's marker) are renamed, with a note, instead
+    of being dropped as unassigned."""
+    from segger.schema import UNASSIGNED
+
+    if raw.dtype.kind not in ("O", "U", "S") and not isinstance(raw.dtype, (pd.StringDtype, pd.CategoricalDtype)):
+        return ids
+    text = raw.astype("string").str.strip()
+    hit = (text == UNASSIGNED).fillna(False).to_numpy(dtype=bool)
+    if not hit.any():
+        return ids
+    new_id = UNASSIGNED + RESERVED_ID_SUFFIX
+    ids = np.asarray(ids, dtype=object).copy()
+    ids[hit] = new_id
+    notes.append(f"{source_name}: a polygon is named '{UNASSIGNED}', segger's marker for unassigned transcripts; "
+                 f"it is kept as nucleus '{new_id}' — rename it in the file to choose its id")
+    return ids
+
+
 def nuclei_from_vertices(
     df: pd.DataFrame,
     *,
@@ -263,7 +286,8 @@ def nuclei_from_vertices(
             raise SeggerInputError(
                 f"{source_name}: missing column '{col}'; columns found: {', '.join(map(str, df.columns))}"
             )
-    ids = normalise_cell_ids(df[id_col], unassigned_ints=unassigned_ints)
+    ids = _reserved_ids(df[id_col], normalise_cell_ids(df[id_col], unassigned_ints=unassigned_ints), notes,
+                        source_name)
     vx = to_float(df[x_col], source_name, x_col) * float(scale) + float(offset[0])
     vy = to_float(df[y_col], source_name, y_col) * float(scale) + float(offset[1])
     valid = np.array(pd.notna(ids), dtype=bool) & np.isfinite(vx) & np.isfinite(vy)
@@ -369,9 +393,18 @@ def nuclei_from_wkb(
     id and z-plane, column ``ZIndex``), only the middle plane is kept per id.
     """
     notes: list[str] = []
-    ids = normalise_cell_ids(pd.Series(ids, copy=False), unassigned_ints=unassigned_ints)
+    raw_ids = pd.Series(ids, copy=False)
+    ids = _reserved_ids(raw_ids, normalise_cell_ids(raw_ids, unassigned_ints=unassigned_ints), notes, source_name)
     geoms = _to_geometries(geometry, source_name)
     keep = np.array(pd.notna(ids), dtype=bool)
+    present = np.array([g is not None for g in np.asarray(geometry, dtype=object)], dtype=bool)
+    unparsed = keep & present & np.array([g is None for g in np.asarray(geoms, dtype=object)], dtype=bool)
+    if unparsed.any():
+        n = int(unparsed.sum())
+        notes.append(f"{source_name}: {n} of {int(keep.sum())} geometries are not valid WKB/WKT and were dropped "
+                     f"(e.g. id {ids[unparsed][0]}); the geometry column is damaged or not WKB — export the "
+                     "polygons again")
+        keep &= ~unparsed
     if z_index is not None:
         z = to_float(pd.Series(z_index, copy=False), source_name, "ZIndex")
         rows = np.flatnonzero(keep)

@@ -123,6 +123,7 @@ class SpatialSample:
     nuclei_source: str = "none"
     warnings: list[str] = field(default_factory=list)
     nuclei_path: str | None = None
+    transcripts_path: str | None = None  # the transcripts file read (what provenance hashes)
 
     def summary(self) -> str:
         lines = [
@@ -290,6 +291,8 @@ def _standardise(
         cell = T.normalise_cell_ids(raw[cc], unassigned_ints, unassigned_strings)
         if fc is not None:
             cell = _fov_cell_ids(raw[fc], cell)
+        elif fov_cells and pd.notna(cell).any():
+            raise SeggerInputError(_no_fov_message(file, cc))
     else:
         cell = np.full(n, None, dtype=object)
 
@@ -309,6 +312,12 @@ def _standardise(
         transcript_id=tx_id, x=x, y=y, z=z, gene=gene, qv=qv, nuclear=nuclear, cell_id=cell,
         compartment=compartment,
     )
+
+
+def _no_fov_message(file, column: str) -> str:
+    return (f"{file}: CosMx '{column}' numbers cells per FOV, but the file has no 'fov' column, so cells of "
+            "different FOVs would be merged into one; export the file with its 'fov' column (AtoMx does), or "
+            f"make '{column}' unique across the slide and add a constant 'fov' column")
 
 
 def _fov_cell_ids(fov: pd.Series, cell: np.ndarray) -> np.ndarray:
@@ -522,6 +531,8 @@ def _read_boundaries(platform: str, file: Path, pixel_size: float | None, bbox, 
         fov_col = T.find_column(df.columns, FOV_ALIASES)
         if fov_col is not None:
             ids = _fov_cell_ids(df[fov_col], ids)
+        elif pd.notna(ids).any():
+            raise SeggerInputError(_no_fov_message(file, id_col))
         vertices = pd.DataFrame({"cell_id": ids, "vertex_x": df["x_global_px"], "vertex_y": df[
             T.require_column(df, file, "y", ("y_global_px",))]})
         ps = COSMX_PIXEL_SIZE if pixel_size is None else _check_pixel_size(pixel_size)
@@ -662,7 +673,8 @@ def read_sample(
         source = "approximated"
 
     return make_sample(transcripts, nuc, platform=platform, source=str(path), filter_report=report,
-                       nuclei_source=source, notes=notes, nuclei_path=nuclei_path, nuclei_wanted=mode != "none")
+                       nuclei_source=source, notes=notes, nuclei_path=nuclei_path, nuclei_wanted=mode != "none",
+                       transcripts_path=str(tx_file))
 
 
 def check_min_qv(min_qv):
@@ -679,7 +691,8 @@ def check_min_qv(min_qv):
 
 
 def make_sample(transcripts: pd.DataFrame, nuc: pd.DataFrame, *, platform: str, source: str, filter_report,
-                nuclei_source: str, notes: list[str], nuclei_path, nuclei_wanted: bool) -> SpatialSample:
+                nuclei_source: str, notes: list[str], nuclei_path, nuclei_wanted: bool,
+                transcripts_path: str | None = None) -> SpatialSample:
     """The :class:`SpatialSample` every reader returns, with the shared nuclei checks and warnings."""
     notes = list(notes) + nuclei_warnings(nuc)
     if nuclei_wanted and len(nuc) == 0:
@@ -690,4 +703,4 @@ def make_sample(transcripts: pd.DataFrame, nuc: pd.DataFrame, *, platform: str, 
     transcripts.attrs = {}
     return SpatialSample(transcripts=transcripts, nuclei=nuc, platform=platform, source=source,
                          filter_report=filter_report, nuclei_source=nuclei_source, warnings=notes,
-                         nuclei_path=nuclei_path)
+                         nuclei_path=nuclei_path, transcripts_path=transcripts_path)

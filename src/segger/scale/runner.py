@@ -84,6 +84,7 @@ class OutOfCoreResult:
     config: dict
     scheduler: str
     tile_seconds: list[float] = field(default_factory=list)
+    input_path: str | None = None  # the transcripts parquet that was streamed (what provenance hashes)
 
 
 def cpus_available() -> int:
@@ -264,7 +265,7 @@ def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os
     counts.update({"rows_in": buckets.rows_in, "rows_kept": buckets.rows_kept, "removed_qv": buckets.removed_qv,
                    "removed_controls": buckets.removed_controls, "removed_nonfinite": buckets.removed_nonfinite})
     return OutOfCoreResult(output, n_out, len(tasks), timings, counts, plan.to_dict(), cfg.to_dict(), ex.kind,
-                           tile_seconds)
+                           tile_seconds, str(spec.path))
 
 
 def predict_out_of_core(input_path, checkpoint, output, config: OutOfCoreConfig | None = None, callback=None,
