@@ -129,8 +129,7 @@ def cmd_export(a, bar=None) -> int:
     from segger.utils.outdir import check_output_path
 
     kind = "folder" if a.to == "xenium-ranger" else "file"
-    check_output_path(a.output, [("result folder", a.result), ("--input", a.input)], kind=kind)
-    result, bounds, run = load_result_dir(a.result)
+    result, bounds, run = load_result_dir(a.result)  # only reads; a complete output (segger_run.json)
     platform, run_input = _run_input(run)
     out = check_output_path(a.output, [("result folder", a.result), ("--input", a.input),
                                        ("run's input", run_input)], kind=kind)
