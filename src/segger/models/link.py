@@ -108,32 +108,74 @@ class LinkHead(nn.Module):
         return dot + g
 
 
+#: what the transcript side of the expression term is (see :class:`SeggerLinkModel`)
+EXPRESSION_SIDES = ("context", "gene", "both")
+
+
 class SeggerLinkModel(nn.Module):
     """The heterogeneous GNN (``gnn``) plus its link head (``head``); called like the GNN.
 
+    The expression term is ``<t, z_bd>`` with the nucleus's GNN embedding ``z_bd`` (which aggregates
+    the nucleus's own transcripts) and a transcript side ``t`` of ``expression``:
+
+    * ``"context"``: the transcript's GNN embedding ``z_tx`` (the plain Segger score; it aggregates
+      the transcript's spatial neighbours, so at a border between two cells it sees both);
+    * ``"gene"``: a learned embedding of the transcript's gene alone, ``E[gene]`` — then
+      ``<E[gene], z_bd>`` is a learned log-likelihood of that gene under the nucleus's profile;
+    * ``"both"``: ``z_tx + E[gene]``.
+
     Args:
-        gnn: the model of :func:`segger.models.build_hetero_model`.
+        gnn: the model of :func:`segger.models.build_hetero_model` (its ``config`` gives the
+            vocabulary size and the embedding width).
         spatial: legacy switch (``False`` = ``terms="expression"``).
         terms: see :class:`LinkHead`; wins over ``spatial`` when given.
+        expression: the transcript side, one of :data:`EXPRESSION_SIDES`.
     """
 
-    def __init__(self, gnn: nn.Module, spatial: bool = True, terms: str | None = None):
+    def __init__(self, gnn: nn.Module, spatial: bool = True, terms: str | None = None, expression: str = "context"):
         super().__init__()
+        if expression not in EXPRESSION_SIDES:
+            raise ValueError(f"expression={expression!r}: use one of {', '.join(EXPRESSION_SIDES)}")
         self.gnn = gnn
         self.head = LinkHead(terms=terms) if terms is not None else LinkHead(spatial=spatial)
+        self.expression = expression
+        self.gene = None
+        if expression != "context":
+            cfg = gnn.config
+            self.gene = nn.Embedding(cfg.num_tx_tokens, cfg.output_dim)
+            nn.init.normal_(self.gene.weight, std=0.1)
 
     @property
     def config(self):
         return getattr(self.gnn, "config", None)
 
-    def forward(self, x_dict, edge_index_dict):
-        """Node embeddings ``{'tx': ..., 'bd': ...}`` from the heterogeneous GNN."""
-        return self.gnn(x_dict, edge_index_dict)
+    def link_config(self) -> dict:
+        """What a checkpoint stores to rebuild the head and the expression side."""
+        return {**self.head.config(), "expression": self.expression}
 
-    @staticmethod
-    def dot(z: dict, index: torch.Tensor) -> torch.Tensor:
-        """``<z_tx, z_bd>`` for the listed (tx, bd) pairs only (never a dense matrix)."""
-        return (z["tx"][index[0]] * z["bd"][index[1]]).sum(dim=-1)
+    def forward(self, x_dict, edge_index_dict):
+        """Node embeddings ``{'tx': ..., 'bd': ...}`` from the heterogeneous GNN (plus
+        ``'tx_gene'``, the gene embeddings, when the expression side uses them)."""
+        z = dict(self.gnn(x_dict, edge_index_dict))
+        return self.add_gene(z, x_dict["tx"])
+
+    def add_gene(self, z: dict, tokens: torch.Tensor) -> dict:
+        """``z`` with ``'tx_gene'`` added when the expression side uses the gene embedding."""
+        if self.gene is not None and "tx_gene" not in z:
+            z["tx_gene"] = self.gene(tokens.long())
+        return z
+
+    def tx_side(self, z: dict) -> torch.Tensor:
+        """The transcript side ``t`` of the expression term for every transcript."""
+        if self.expression == "context":
+            return z["tx"]
+        if self.expression == "gene":
+            return z["tx_gene"]
+        return z["tx"] + z["tx_gene"]
+
+    def dot(self, z: dict, index: torch.Tensor) -> torch.Tensor:
+        """``<t, z_bd>`` for the listed (tx, bd) pairs only (never a dense matrix)."""
+        return (self.tx_side(z)[index[0]] * z["bd"][index[1]]).sum(dim=-1)
 
     def logits(self, z: dict, index: torch.Tensor, geo: torch.Tensor | None = None) -> torch.Tensor:
         """Link logits for the listed (tx, bd) pairs; ``geo`` ``(L, 2)`` ``[d_abs, d_rel]``."""

@@ -12,8 +12,9 @@ Assignment rule, per transcript:
    :mod:`segger.data.reach`, unless ``PredictConfig.max_distance`` overrides it);
 2. geometry decides where it is unambiguous: the nearest remaining nucleus outline wins, unless
    another nucleus lies within ``ambiguity`` µm of that distance (two touching cells, a transcript
-   between them) and its full link logit (expression + geometry) beats the nearest one's by more
-   than ``move_margin`` (log-odds; 0.7 ≈ "twice as likely") — the expression evidence of the GNN;
+   between them) and the GNN's expression term for it (``<z_tx, z_bd> + b_e``, a log-odds) beats the
+   nearest one's by more than ``move_margin`` (default 2, i.e. e² ≈ 7× as likely) — there the expression
+   evidence decides;
 3. the transcript joins the winner when the winner's *geometric* score (the calibrated
    probability, from distance alone, that the transcript lies in that nucleus's cell) is at least
    ``score_cut``; otherwise it is unassigned. So the cut sets coverage the same way for every
@@ -62,7 +63,7 @@ class PredictConfig:
     max_fragment_size: int = 400  # a larger nucleus-free component is not one cell: left unassigned
     max_fragment_extent: float = 30.0  # µm: longest side of a fragment's bounding box
     ambiguity: float = 1.0  # µm: nuclei this close to the nearest outline compete on their expression
-    move_margin: float = 0.7  # log-odds a competing nucleus must win by to take a transcript from the nearest
+    move_margin: float = 2.0  # log-odds (expression) a competing nucleus must win by to take a transcript from the nearest
     max_distance: float | None = None  # µm from the outline; None: the graph's (estimated) reach
     tile_tx: int = 250_000  # predict in tiles of about this many transcripts (larger inputs; ~0.5 GB each)
     tile_margin: float = 30.0  # µm of context around a prediction tile
@@ -321,6 +322,8 @@ def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool
         z = fast_forward(model, x_dict, ei)
         if z is None:
             z = model(x_dict, ei)
+        if hasattr(model, "add_gene"):  # the gene side of the expression term (fast path skips it)
+            z = model.add_gene(dict(z), x_dict["tx"])
     return {k: v.float() for k, v in z.items()}
 
 
@@ -351,15 +354,16 @@ def _pair_scores(z_a: torch.Tensor, z_b: torch.Tensor, ia: np.ndarray, ib: np.nd
 def _link_scores(z_tx: torch.Tensor, z_bd: torch.Tensor, c: np.ndarray, head, geo: torch.Tensor | None,
                  batch: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(score, choice)`` per candidate pair (see the module docstring): with geometry, the score
-    is ``sigmoid(geometry)`` and the choice logit ``expression + geometry``; without (the plain
-    Segger score) the score is ``sigmoid(<z_tx, z_bd> + b)`` and there is no choice logit."""
+    is ``sigmoid(geometry)`` and the choice logit the expression term (``None`` for the
+    distance-only ablation: the nearest nucleus always wins); without geometry (the plain Segger
+    score) the score is ``sigmoid(<z_tx, z_bd> + b)`` and there is no choice logit."""
     dev = z_tx.device
     n = c.shape[1]
     if batch is None:
         batch = 1 << 15 if dev.type == "cpu" else 1 << 22
     geometric = head is not None and head.spatial and geo is not None
     score = np.empty(n, dtype=np.float32)
-    choice = np.empty(n, dtype=np.float32) if geometric else None
+    choice = np.empty(n, dtype=np.float32) if geometric and head.terms == "full" else None
     for s in range(0, n, batch):
         a = torch.from_numpy(c[0, s:s + batch]).to(dev)
         b = torch.from_numpy(c[1, s:s + batch]).to(dev)
@@ -370,7 +374,8 @@ def _link_scores(z_tx: torch.Tensor, z_bd: torch.Tensor, c: np.ndarray, head, ge
             continue
         g = head.geometry(geo[s:s + batch].to(dev))
         score[s:s + batch] = torch.sigmoid(g).cpu().numpy()
-        choice[s:s + batch] = head(dot, geo[s:s + batch].to(dev)).cpu().numpy()
+        if choice is not None:
+            choice[s:s + batch] = head.expression_logit(dot).cpu().numpy()
     return score, choice
 
 
@@ -400,7 +405,8 @@ def score_region(model: torch.nn.Module, sub, device: torch.device, core: np.nda
     c = c[:, cm]
     if core is not None:
         e = e[:, core[e[1]]]
-    cs, choice = _link_scores(z["tx"], z["bd"], c, head, geo)
+    side = model.tx_side(z) if hasattr(model, "tx_side") else z["tx"]
+    cs, choice = _link_scores(side, z["bd"], c, head, geo)
     ns = _pair_scores(z["tx"], z["tx"], e[0], e[1], cosine=True)
     d_abs = None if geo is None else geo[:, 0].numpy().astype(np.float32)
     return RegionScores(c, cs, choice, d_abs, e, ns)

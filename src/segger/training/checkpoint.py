@@ -35,7 +35,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_confi
         "segger_version": segger.__version__,
         "model_config": model_config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "link_head": model.head.config() if hasattr(model, "head") else {"terms": "expression", "spatial": False},
+        "link_head": model.link_config() if hasattr(model, "link_config") else {"terms": "expression", "spatial": False},
         "vocab": vocab.to_list(),
         "graph_params": graph_params.to_dict(),
         "train_config": dict(train_config or {}),
@@ -180,8 +180,9 @@ def model_from_payload(payload: dict[str, Any]) -> tuple[SeggerLinkModel, ModelC
     from segger.models.link import LinkHead
 
     config = ModelConfig.from_dict(payload["model_config"])
-    model = SeggerLinkModel(build_hetero_model(**config.to_dict()))
-    model.head = LinkHead.from_config(payload.get("link_head"))
+    link = dict(payload.get("link_head") or {})
+    model = SeggerLinkModel(build_hetero_model(**config.to_dict()), expression=str(link.get("expression", "context")))
+    model.head = LinkHead.from_config(link)
     state = dict(payload["state_dict"])
     if not any(k.startswith("gnn.") for k in state):  # a bare GNN state dict
         state = {f"gnn.{k}": v for k, v in state.items()}

@@ -63,6 +63,7 @@ class TrainConfig:
     link_terms: str = "full"  # full | distance | expression: the terms of the link score (ablations)
     expression_weight: float = 1.0  # weight of the expression-only objective (0: off)
     pseudo_gap: float = 2.0  # µm: a cytoplasmic transcript this much nearer one nucleus is its pseudo-positive
+    expression_side: str = "context"  # context | gene | both: the transcript side of the expression term
     supervision_ratio: float = 0.5  # share of nucleus links hidden and supervised per step
     neg_ratio: float = 3.0  # negatives per supervised link
     hard_fraction: float = 0.5  # share of negatives that are neighbouring nuclei
@@ -220,8 +221,9 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[Hetero
 
 
 # ----------------------------------------------------------------------------------------------
-#: ``<z_tx[src], z_bd[dst]>`` for the listed pairs only (never a dense matrix)
-edge_logits = SeggerLinkModel.dot
+def edge_logits(z: dict[str, torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+    """``<z_tx[src], z_bd[dst]>`` for the listed pairs only (never a dense matrix)."""
+    return (z["tx"][index[0]] * z["bd"][index[1]]).sum(dim=-1)
 
 
 def message_graph(batch: HeteroData, drop: torch.Tensor | None) -> tuple[dict, dict]:
@@ -242,7 +244,8 @@ class SeggerLightningModule(pl.LightningModule):
         self.save_hyperparameters({"model_config": model_config, "train_config": train_config})
         self.model_config = ModelConfig.from_dict(model_config)
         self.config = TrainConfig.from_dict(train_config)
-        self.model = SeggerLinkModel(build_hetero_model(**self.model_config.to_dict()), terms=self.config.terms)
+        self.model = SeggerLinkModel(build_hetero_model(**self.model_config.to_dict()), terms=self.config.terms,
+                                     expression=self.config.expression_side)
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
         self.val_auroc = BinaryAUROC()
@@ -430,6 +433,7 @@ class TrainingRun:
             if head is not None:  # the checkpoint's head decides which terms the score has
                 self.config.link_terms = head.terms
                 self.config.spatial_prior = True
+                self.config.expression_side = getattr(model, "expression", "context")
             state = model.state_dict()
             if resume:
                 self.start_epoch = int(payload.get("epoch", 0))
