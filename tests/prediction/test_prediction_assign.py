@@ -217,11 +217,12 @@ def test_tiled_prediction_matches_whole_graph(lung_trained, pkg_lung_graph, lung
     np.testing.assert_array_equal(whole.cand_bd[kw], tiled.cand_bd[kt])
     a = whole.assign(fragments=False)[S.SEGGER_CELL_ID].to_numpy()
     t = tiled.assign(fragments=False)[S.SEGGER_CELL_ID].to_numpy()
-    assert (a == t).mean() > 0.95
-    ka = whole.assign()[S.ASSIGNMENT].to_numpy()
-    kt_ = tiled.assign()[S.ASSIGNMENT].to_numpy()
-    assert (ka == kt_).mean() > 0.95
-    assert np.median(np.abs(whole.best_score - tiled.best_score)) < 1e-3
+    # the 30 µm tile margin covers the GNN's receptive field: the same cells, kinds and scores
+    np.testing.assert_array_equal(a, t)
+    ka = whole.assign()[[S.SEGGER_CELL_ID, S.ASSIGNMENT]].astype(str).to_numpy()
+    kt_ = tiled.assign()[[S.SEGGER_CELL_ID, S.ASSIGNMENT]].astype(str).to_numpy()
+    np.testing.assert_array_equal(ka, kt_)
+    np.testing.assert_allclose(whole.best_score, tiled.best_score, atol=1e-6)
 
 
 @pytest.mark.parametrize("kw", [{"score_cut": 1.5}, {"score_cut": -0.1}, {"fragment_similarity": 1.5},
