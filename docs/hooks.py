@@ -13,6 +13,10 @@
   ``segger`` subcommand (``<!-- segger-cli: -->`` for the top level), ``<!-- segger-cli-commands -->``
   by a table of the subcommands and ``<!-- segger-cli-all -->`` by a section per subcommand, so the
   CLI reference is always the parser's own.
+* ``<!-- segger-params: CLASS -->`` markers (``GraphParams``, ``TrainConfig``, ``PredictConfig``,
+  ``FinetuneConfig``) are replaced by the parameter table generated from that dataclass's field
+  declarations (:func:`segger.params.markdown_table`), so the table, ``--help`` and the defaults are
+  one source.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ OPTIONAL_PAGES = {
 _IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>images/[^)\s]+)(?:\s+\"[^\"]*\")?\)(?P<attrs>\{[^}]*\})?")
 _LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]+)\]\((?P<target>[^)\s#]+)(?P<anchor>#[^)\s]*)?\)")
 _CLI = re.compile(r"<!--\s*segger-cli:\s*(?P<cmd>[\w-]*)\s*-->")
+_PARAMS = re.compile(r"<!--\s*segger-params:\s*(?P<cls>\w+)\s*-->")
 
 
 _ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj|exc):(?=<code)")
@@ -98,6 +103,20 @@ def _cli_all(src: Path) -> str:
     return "\n\n".join(f"## `segger {name}`\n\n{_help_block(p)}" for name, p in sub.choices.items())
 
 
+def params_tables(markdown: str, src: Path) -> str:
+    """``markdown`` with each ``<!-- segger-params: CLASS -->`` replaced by that dataclass's table."""
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+    from segger.corrections import FinetuneConfig
+    from segger.data import GraphParams
+    from segger.params import markdown_table
+    from segger.prediction import PredictConfig
+    from segger.training import TrainConfig
+
+    classes = {c.__name__: c for c in (GraphParams, TrainConfig, PredictConfig, FinetuneConfig)}
+    return _PARAMS.sub(lambda m: markdown_table(classes[m.group("cls")]), markdown)
+
+
 def on_page_markdown(markdown, page, config, files):
     docs = Path(config["docs_dir"])
     page_dir = (docs / page.file.src_uri).parent
@@ -130,4 +149,5 @@ def on_page_markdown(markdown, page, config, files):
     src = Path(config["config_file_path"]).parent / "src"
     markdown = markdown.replace("<!-- segger-cli-commands -->", _cli_table(src)) if "<!-- segger-cli-commands -->" in markdown else markdown
     markdown = markdown.replace("<!-- segger-cli-all -->", _cli_all(src)) if "<!-- segger-cli-all -->" in markdown else markdown
+    markdown = params_tables(markdown, src) if _PARAMS.search(markdown) else markdown
     return _CLI.sub(lambda m: _cli_help(m.group("cmd"), src), markdown)

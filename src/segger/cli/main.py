@@ -19,7 +19,6 @@ from segger.errors import SeggerError, SeggerInputError, one_line
 
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
-DEFAULT_EPOCHS = 30
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
@@ -54,34 +53,20 @@ def _add_reference(p: argparse.ArgumentParser) -> None:
                    help="reference (vendor) cell id column for QC (default cell_id)")
 
 
-def _add_graph(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("graph")
-    g.add_argument("--k-tx", type=int, default=5, help="neighbours per transcript (default 5)")
-    g.add_argument("--dist-tx", type=float, default=5.0, help="max tx–tx edge length in µm (default 5)")
-    g.add_argument("--k-bd", type=int, default=4, help="candidate nuclei per transcript (default 4)")
-    g.add_argument("--dist-bd", type=float, default=15.0, help="max transcript–nucleus-centroid distance in µm (default 15)")
+def _add_params(p: argparse.ArgumentParser, *kinds: str) -> None:
+    """The options of the parameter dataclasses, generated from their declarations (segger.params):
+    one help text and one default per parameter, the dataclass's."""
+    from segger.corrections import FinetuneConfig
+    from segger.data import GraphParams
+    from segger.params import add_options
+    from segger.prediction import PredictConfig
+    from segger.training import TrainConfig
 
-
-def _add_train(p: argparse.ArgumentParser, epochs_default: int) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=None,
-                   help=f"training epochs (default {epochs_default}; with --checkpoint in segment: 0, i.e. no fine-tuning)")
-    g.add_argument("--learning-rate", type=float, default=5e-3, help="AdamW learning rate (default 5e-3)")
-    g.add_argument("--hidden-channels", type=int, default=32, help="GNN hidden width (default 32)")
-    g.add_argument("--out-channels", type=int, default=32, help="GNN output width per head (default 32)")
-    g.add_argument("--heads", type=int, default=3, help="attention heads (default 3)")
-    g.add_argument("--num-mid-layers", type=int, default=3, help="middle GATv2 layers (default 3)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--devices", default="1", help="Lightning devices, e.g. 2 for two GPUs/processes (default 1)")
-    g.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
-    g.add_argument("--num-nodes", type=int, default=1, help="Lightning nodes (default 1)")
-
-
-def _add_predict(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("prediction")
-    g.add_argument("--score-cut", type=float, default=0.5, help="min link score to join a cell (default 0.5)")
-    g.add_argument("--no-fragments", action="store_true", help="do not form nucleus-free fragment cells")
-    g.add_argument("--min-fragment-size", type=int, default=10, help="min transcripts in a fragment cell (default 10)")
+    classes = {"graph": GraphParams, "training": TrainConfig, "prediction": PredictConfig, "fine-tuning": FinetuneConfig}
+    specs: list = []
+    for kind in kinds:
+        add_options(p, classes[kind], title=kind, specs=specs)
+    p.set_defaults(_params=specs)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,9 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.add_argument("--checkpoint", default=None, help="reuse a trained model (no training unless --epochs > 0 is given)")
     _add_reference(p)
-    _add_graph(p)
-    _add_train(p, epochs_default=DEFAULT_EPOCHS)
-    _add_predict(p)
+    _add_params(p, "graph", "training", "prediction")
     _add_health(p)
 
     p = sub.add_parser("train", help="train a model and save a checkpoint (model/best.pt, model/last.pt)")
@@ -140,8 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.add_argument("--checkpoint", default=None, help="fine-tune from this checkpoint")
     p.add_argument("--resume", action="store_true", help="resume the checkpoint's run (epochs and optimiser state)")
-    _add_graph(p)
-    _add_train(p, epochs_default=DEFAULT_EPOCHS)
+    _add_params(p, "graph", "training")
     _add_health(p)
 
     p = sub.add_parser("predict", help="segment with a trained model (no training)")
@@ -150,8 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="output folder")
     _add_device(p)
     _add_reference(p)
-    _add_graph(p)
-    _add_predict(p)
+    _add_params(p, "graph", "prediction")
     _add_health(p)
     _add_scale(p)
 
@@ -160,12 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="the model to fine-tune")
     p.add_argument("--corrections", required=True, help="corrections file (CSV/parquet: transcript_id, previous_cell, new_cell)")
     p.add_argument("--output", "-o", required=True, help="output folder (model/finetuned.pt + segmentation)")
-    p.add_argument("--steps", type=int, default=15, help="fine-tuning steps (default 15)")
-    p.add_argument("--correction-weight", type=float, default=5.0, help="loss weight of a correction (default 5)")
     _add_device(p)
     _add_reference(p)
-    _add_graph(p)
-    _add_predict(p)
+    _add_params(p, "graph", "prediction", "fine-tuning")
     _add_health(p)
 
     p = sub.add_parser("qc", help="QC table of a segger output folder (writes qc.json)")
@@ -214,24 +192,30 @@ class _Bar:
 
 def _graph_params(a):
     from segger.data import GraphParams
+    from segger.params import from_args
 
-    return GraphParams(k_tx=a.k_tx, dist_tx=a.dist_tx, k_bd=a.k_bd, dist_bd=a.dist_bd)
+    return from_args(GraphParams, a)
 
 
-def _train_config(a):
+def _train_config(a, **overrides):
+    from segger.params import from_args
     from segger.training import TrainConfig
 
-    devices = int(a.devices) if str(a.devices).isdigit() else a.devices
-    epochs = a.epochs if a.epochs is not None else DEFAULT_EPOCHS
-    return TrainConfig(epochs=epochs, learning_rate=a.learning_rate, hidden_channels=a.hidden_channels,
-                       out_channels=a.out_channels, heads=a.heads, num_mid_layers=a.num_mid_layers, seed=a.seed,
-                       devices=devices, strategy=a.strategy, num_nodes=a.num_nodes)
+    return from_args(TrainConfig, a, **overrides)
 
 
 def _predict_config(a):
+    from segger.params import from_args
     from segger.prediction import PredictConfig
 
-    return PredictConfig(score_cut=a.score_cut, fragments=not a.no_fragments, min_fragment_size=a.min_fragment_size)
+    return from_args(PredictConfig, a)
+
+
+def _finetune_config(a):
+    from segger.corrections import FinetuneConfig
+    from segger.params import from_args
+
+    return from_args(FinetuneConfig, a)
 
 
 def _read_kwargs(a) -> dict:
@@ -243,18 +227,6 @@ def _read_kwargs(a) -> dict:
 # ----------------------------------------------------------------------------------------------
 # validation before anything is read or written
 # ----------------------------------------------------------------------------------------------
-SEED_MAX = 2**32 - 1
-
-
-def _check_int(a, name: str, low: int, high: int, what: str = "") -> None:
-    v = getattr(a, name, None)
-    if v is None:
-        return
-    if not low <= v <= high:
-        opt = "--" + name.replace("_", "-")
-        raise SeggerInputError(f"{opt} {v} is out of range: use an integer from {low:,} to {high:,}{what}")
-
-
 def _check_float(a, name: str, low: float, high: float, *, low_open: bool = False) -> None:
     import math
 
@@ -267,19 +239,13 @@ def _check_float(a, name: str, low: float, high: float, *, low_open: bool = Fals
 
 
 def _check_options(a) -> None:
-    """Every numeric option in range (one line naming the option), before any file is touched."""
-    _check_int(a, "seed", 0, SEED_MAX)
-    _check_int(a, "epochs", 0, 1_000_000)
-    if hasattr(a, "hidden_channels"):
-        from segger.training.checkpoint import MODEL_LIMITS
+    """Every numeric option in range (one line naming the option), before any file is touched: the
+    parameter dataclasses' options by their declared ranges, the whole-slide options here."""
+    from segger.params import check_args
 
-        for name in ("hidden_channels", "out_channels", "heads", "num_mid_layers"):
-            _check_int(a, name, 0 if name == "num_mid_layers" else 1, MODEL_LIMITS[name], " (a model size)")
-    _check_float(a, "learning_rate", 0.0, 1.0, low_open=True)
-    _check_int(a, "steps", 1, 1_000_000)
-    _check_float(a, "correction_weight", 0.0, 1e6, low_open=True)
-    _check_int(a, "num_nodes", 1, 100_000)
-    _check_int(a, "workers", 1, 100_000)
+    check_args(a, getattr(a, "_params", ()))
+    if getattr(a, "workers", None) is not None and not 1 <= a.workers <= 100_000:
+        raise SeggerInputError(f"--workers {a.workers} is out of range: use an integer from 1 to 100,000")
     _check_float(a, "tile_size", 0.0, 1e7, low_open=True)
     _check_float(a, "tile_margin", 0.0, 1e4)
 
@@ -299,15 +265,6 @@ def _print_result(res, extra: str = "") -> None:
     print(f"{extra}wrote {res.output}")
 
 
-def _fixed_training(a) -> None:
-    """predict/finetune do not train: the training options take their (library) defaults."""
-    from segger.training import TrainConfig
-
-    d = TrainConfig()
-    a.epochs, a.learning_rate, a.hidden_channels, a.out_channels = 0, d.learning_rate, d.hidden_channels, d.out_channels
-    a.heads, a.num_mid_layers, a.seed, a.devices, a.strategy, a.num_nodes = d.heads, d.num_mid_layers, d.seed, "1", "auto", 1
-
-
 # ----------------------------------------------------------------------------------------------
 # commands
 # ----------------------------------------------------------------------------------------------
@@ -316,9 +273,7 @@ def cmd_segment(a, bar) -> int:
     from segger.utils.outdir import check_output_path
 
     check_output_path(a.output, _inputs(a))
-    train = _train_config(a)
-    if a.checkpoint and a.epochs is None:
-        train.epochs = 0
+    train = _train_config(a, **({"epochs": 0} if a.checkpoint and a.epochs is None else {}))
     if train.epochs and (str(train.devices) not in ("1", "auto") or train.num_nodes > 1 or train.strategy.startswith("ddp")):
         raise SeggerInputError("multi-process training (--devices N / --strategy ddp / --num-nodes) runs in 'segger train'; "
                                "train there, then 'segger segment --checkpoint OUT/model/best.pt'")
@@ -336,10 +291,9 @@ def cmd_predict(a, bar) -> int:
     check_output_path(a.output, _inputs(a) + [("work folder", a.work_dir)])
     if getattr(a, "out_of_core", False):
         return _predict_out_of_core(a, bar)
-    _fixed_training(a)
     from segger.pipeline import segment
 
-    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a),
+    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a, epochs=0),
                   predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device,
                   reference_column=a.reference_column, allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
     bar.close()
@@ -480,7 +434,7 @@ def cmd_export(a, bar) -> int:
 
 
 def cmd_finetune(a, bar) -> int:
-    from segger.corrections import CorrectionStore, FinetuneConfig
+    from segger.corrections import CorrectionStore
     from segger.pipeline import segment
     from segger.training.checkpoint import read_checkpoint
     from segger.utils.outdir import check_output_path
@@ -495,9 +449,8 @@ def cmd_finetune(a, bar) -> int:
     if len(store) == 0:
         raise SeggerInputError(f"corrections file {a.corrections} holds no corrections")
     read_checkpoint(a.checkpoint)
-    ft = FinetuneConfig(steps=a.steps, correction_weight=a.correction_weight)
-    _fixed_training(a)
-    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a),
+    ft = _finetune_config(a).validate()
+    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a, epochs=0),
                   predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device, reference_column=a.reference_column,
                   corrections=store, finetune=ft, allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
     bar.close()

@@ -24,23 +24,36 @@ from segger import schema as S
 from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, lookup_geometry, subgraph
 from segger.data.sampling import sample_labels
 from segger.errors import SeggerInputError
+from segger.params import check_fields, param
 from segger.progress import Progress, deterministic_threads
 from segger.training.train import message_graph
 
 
 @dataclass
 class FinetuneConfig:
-    steps: int = 15
-    learning_rate: float = 5e-4
-    weight_decay: float = 1e-4
-    correction_weight: float = 5.0  # loss weight of a correction link relative to a nucleus link
-    supervision_ratio: float = 0.5
-    neg_ratio: float = 3.0
-    hard_fraction: float = 0.5
-    context: float = 60.0  # µm of graph around the corrections that is trained on
-    max_full_graph_tx: int = 0  # train on the whole graph up to this size (0: always the neighbourhood)
-    seed: int = 0
-    deterministic: bool = True
+    steps: int = param(15, "fine-tuning steps", low=1, high=1_000_000)
+    learning_rate: float = param(5e-4, "AdamW learning rate of the fine-tuning", low=0, high=1, low_open=True,
+                                 high_open=True, option="--finetune-learning-rate")
+    weight_decay: float = param(1e-4, "AdamW weight decay of the fine-tuning", low=0, high=1,
+                                option="--finetune-weight-decay")
+    correction_weight: float = param(5.0, "loss weight of a correction link relative to a nucleus link", low=0,
+                                     high=1e6, low_open=True)
+    supervision_ratio: float = param(0.5, "share of nucleus links supervised per fine-tuning step", low=0, high=1,
+                                     low_open=True, option="--finetune-supervision-ratio")
+    neg_ratio: float = param(3.0, "negatives per supervised link in fine-tuning", low=0, high=1000,
+                             option="--finetune-neg-ratio")
+    hard_fraction: float = param(0.5, "share of fine-tuning negatives that are neighbouring nuclei", low=0, high=1,
+                                 option="--finetune-hard-fraction")
+    context: float = param(60.0, "graph around the corrections that is trained on", unit="µm", low=0, high=1e5,
+                           low_open=True)
+    max_full_graph_tx: int = param(0, "train on the whole graph up to this many transcripts (0: always the "
+                                      "neighbourhood)", low=0, high=1_000_000_000)
+    seed: int = param(0, "random seed of the fine-tuning", low=0, high=2**32 - 1, option="--finetune-seed")
+    deterministic: bool = param(True, "on CPU: one intra-op thread, so runs repeat bit for bit", shared=True)
+
+    def validate(self) -> "FinetuneConfig":
+        check_fields(self, "fine-tuning setting")
+        return self
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -35,6 +35,7 @@ from torch_geometric.data import HeteroData
 from segger import schema as S
 from segger.data.vocab import GeneVocab
 from segger.errors import SeggerInputError
+from segger.params import check_fields, param
 
 TX_TX = ("tx", "neighbors", "tx")
 TX_BD = ("tx", "belongs", "bd")
@@ -45,36 +46,22 @@ TX_CAND = ("tx", "candidate", "bd")
 class GraphParams:
     """Graph-building parameters (µm)."""
 
-    k_tx: int = 5  # neighbours per transcript in the tx–tx graph
-    dist_tx: float = 5.0  # upper bound on tx–tx edge length
-    k_bd: int = 4  # candidate nuclei per transcript
-    dist_bd: float = 20.0  # upper bound on the transcript–nucleus-centroid distance of a candidate
-    use_z: bool = False  # tx–tx neighbours in 3-D (x, y, z) instead of 2-D
-    belongs: str = "auto"  # auto | flag | polygon: how nuclear transcripts are linked to nuclei
-    # farthest µm from a nucleus outline that a transcript may join that nucleus; None: estimated
-    # from the sample's transcript density (segger.data.reach)
-    max_distance: float | None = None
+    k_tx: int = param(5, "neighbours per transcript in the transcript–transcript graph", low=1, high=100)
+    dist_tx: float = param(5.0, "longest transcript–transcript edge (a true upper bound)", unit="µm", low=0, high=1000,
+                           low_open=True)
+    k_bd: int = param(4, "candidate nuclei per transcript (the cells it may join)", low=1, high=100)
+    dist_bd: float = param(20.0, "farthest nucleus centroid a transcript may take as a candidate", unit="µm", low=0,
+                           high=1000, low_open=True)
+    use_z: bool = param(False, "transcript–transcript neighbours in 3-D (x, y, z) instead of 2-D")
+    belongs: str = param("auto", "how nuclear transcripts are linked to their nucleus: the vendor's nuclear flag and "
+                                 "cell id (flag), point in polygon (polygon), or flag when present (auto)",
+                         choices=("auto", "flag", "polygon"))
+    max_distance: float | None = param(None, "farthest distance from a nucleus outline at which a transcript may join "
+                                             "that nucleus; unset: estimated from the sample's transcript density "
+                                             "(segger.data.reach)", unit="µm", low=0, high=1000)
 
     def validate(self) -> "GraphParams":
-        for name in ("k_tx", "k_bd"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1 or v > 100:
-                raise SeggerInputError(f"graph parameter {name}={v!r} is invalid: use a whole number from 1 to 100")
-        for name in ("dist_tx", "dist_bd"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float, np.floating)) or not np.isfinite(v) or v <= 0 or v > 1000:
-                raise SeggerInputError(
-                    f"graph parameter {name}={v!r} is invalid: use a distance in µm greater than 0 and at most 1000"
-                )
-        v = self.max_distance
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.floating))
-                              or not np.isfinite(v) or v < 0 or v > 1000):
-            raise SeggerInputError(
-                f"graph parameter max_distance={v!r} is invalid: use a distance in µm from 0 to 1000, or leave it unset "
-                "to estimate it from the data"
-            )
-        if self.belongs not in ("auto", "flag", "polygon"):
-            raise SeggerInputError(f"graph parameter belongs={self.belongs!r} is invalid: use auto, flag or polygon")
+        check_fields(self, "graph parameter")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -51,43 +51,40 @@ from segger import schema as S
 from segger.data.graph import (TX_BD, TX_CAND, TX_TX, GraphBundle, edge_geometry, graph_max_distance, make_tiles,
                                 subgraph, tile_size_for)
 from segger.errors import SeggerInputError
+from segger.params import check_fields, param
 from segger.progress import Progress
 
 
 @dataclass
 class PredictConfig:
-    score_cut: float = 0.5
-    fragments: bool = True
-    fragment_similarity: float = 0.9  # min cosine similarity of GNN embeddings along a fragment edge
-    min_fragment_size: int = 10
-    max_fragment_size: int = 400  # a larger nucleus-free component is not one cell: left unassigned
-    max_fragment_extent: float = 30.0  # µm: longest side of a fragment's bounding box
-    ambiguity: float = 1.0  # µm: nuclei this close to the nearest outline compete on their expression
-    move_margin: float = 2.0  # log-odds (expression) a competing nucleus must win by to take a transcript from the nearest
-    max_distance: float | None = None  # µm from the outline; None: the graph's (estimated) reach
-    tile_tx: int = 250_000  # predict in tiles of about this many transcripts (larger inputs; ~0.5 GB each)
-    tile_margin: float = 30.0  # µm of context around a prediction tile
-    device: str = "auto"
-    deterministic: bool = True  # on CPU: one intra-op thread, so runs repeat bit for bit
+    score_cut: float = param(0.5, "lowest (geometric) link score at which a transcript joins a cell", low=0, high=1)
+    fragments: bool = param(True, "form nucleus-free fragment cells from transcripts no nucleus can claim")
+    fragment_similarity: float = param(0.9, "lowest cosine similarity of the GNN embeddings along a fragment edge",
+                                       low=-1, high=1)
+    min_fragment_size: int = param(10, "fewest transcripts in a fragment cell", low=2, high=1_000_000)
+    max_fragment_size: int = param(400, "most transcripts in a fragment cell (a larger nucleus-free component is not "
+                                        "one cell: left unassigned)", low=2, high=100_000_000)
+    max_fragment_extent: float = param(30.0, "longest side of a fragment's bounding box", unit="µm", low=0, high=1e5,
+                                       low_open=True)
+    ambiguity: float = param(1.0, "nuclei this close to the nearest outline compete on their expression", unit="µm",
+                             low=0, high=100)
+    move_margin: float = param(2.0, "expression margin a competing nucleus must win by to take a transcript from the "
+                                    "nearest", unit="log-odds", low=0, high=100)
+    max_distance: float | None = param(None, "farthest distance from a nucleus outline at which a transcript is "
+                                             "assigned; unset: the graph's (estimated) reach", unit="µm", low=0,
+                                       high=1000, option="--predict-max-distance")
+    tile_tx: int = param(250_000, "predict in tiles of about this many transcripts (larger inputs; ~0.5 GB each)",
+                         low=1, high=1_000_000_000, option="--predict-tile-tx")
+    tile_margin: float = param(30.0, "context around a prediction tile", unit="µm", low=0, high=1e4,
+                               option="--predict-tile-margin")
+    device: str = param("auto", "auto, cpu, cuda or cuda:N", cli=False, option="--device")
+    deterministic: bool = param(True, "on CPU: one intra-op thread, so runs repeat bit for bit", shared=True)
 
     def validate(self) -> "PredictConfig":
-        if not 0 <= self.score_cut <= 1:
-            raise SeggerInputError(f"score_cut={self.score_cut} must be between 0 and 1")
-        if not -1 <= self.fragment_similarity <= 1:
-            raise SeggerInputError(f"fragment_similarity={self.fragment_similarity} must be a cosine between -1 and 1")
-        if self.min_fragment_size < 2:
-            raise SeggerInputError(f"min_fragment_size={self.min_fragment_size} must be at least 2")
+        check_fields(self, "prediction setting")
         if self.max_fragment_size < self.min_fragment_size:
             raise SeggerInputError(f"max_fragment_size={self.max_fragment_size} must be at least min_fragment_size "
                                    f"({self.min_fragment_size})")
-        if not (np.isfinite(self.max_fragment_extent) and self.max_fragment_extent > 0):
-            raise SeggerInputError(f"max_fragment_extent={self.max_fragment_extent} must be a positive distance in µm")
-        if not (np.isfinite(self.move_margin) and 0 <= self.move_margin <= 100):
-            raise SeggerInputError(f"move_margin={self.move_margin} must be a log-odds margin from 0 to 100")
-        if not (np.isfinite(self.ambiguity) and 0 <= self.ambiguity <= 100):
-            raise SeggerInputError(f"ambiguity={self.ambiguity} must be a distance in µm from 0 to 100")
-        if self.max_distance is not None and not (np.isfinite(self.max_distance) and 0 <= self.max_distance <= 1000):
-            raise SeggerInputError(f"max_distance={self.max_distance} must be a distance in µm from 0 to 1000, or unset")
         return self
 
     def to_dict(self) -> dict:

@@ -41,7 +41,10 @@ from segger.data.graph import (TX_BD, TX_CAND, TX_TX, GraphBundle, graph_max_dis
                                 subgraph, tile_size_for)
 from segger.data.sampling import draw_negatives, geometry_labels, sample_labels, spatial_holdout
 from segger.errors import SeggerError, SeggerInputError
+from segger.params import check_fields, param
 from segger.models import ModelConfig, SeggerLinkModel, build_hetero_model
+from segger.models.link import EXPRESSION_SIDES, LINK_TERMS
+from segger.training.checkpoint import MODEL_LIMITS
 from segger.progress import Progress
 
 
@@ -49,52 +52,47 @@ from segger.progress import Progress
 class TrainConfig:
     """Training settings. Model size fields are passed to :class:`segger.models.ModelConfig`."""
 
-    epochs: int = 20
-    learning_rate: float = 5e-3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    init_emb: int = 16
-    hidden_channels: int = 32
-    num_mid_layers: int = 3
-    out_channels: int = 32
-    heads: int = 3
-    residual: bool = False
-    spatial_prior: bool = True  # legacy switch: False = link_terms "expression"
-    link_terms: str = "full"  # full | distance | expression: the terms of the link score (ablations)
-    expression_weight: float = 1.0  # weight of the expression-only objective (0: off)
-    pseudo_gap: float = 2.0  # µm: a cytoplasmic transcript this much nearer one nucleus is its pseudo-positive
-    expression_side: str = "context"  # context | gene | both: the transcript side of the expression term
-    supervision_ratio: float = 0.5  # share of nucleus links hidden and supervised per step
-    neg_ratio: float = 3.0  # negatives per supervised link
-    hard_fraction: float = 0.5  # share of negatives that are neighbouring nuclei
-    val_fraction: float = 0.2  # share of spatial blocks held out for validation
-    val_block: float = 50.0  # µm side of a validation block
-    tile_tx: int = 4000  # transcripts per training tile (mini-batch)
-    tile_margin: float = 20.0  # µm of context around each tile
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    devices: int | str = 1  # Lightning devices (multi-GPU / multi-process)
-    strategy: str = "auto"  # Lightning strategy, e.g. ddp
-    num_nodes: int = 1
-    precision: str | None = None  # None → 32 on CPU, bf16-mixed on CUDA
-    seed: int = 0
-    deterministic: bool = True  # on CPU: one intra-op thread, so runs repeat bit for bit
+    epochs: int = param(20, "training epochs (segment with --checkpoint: 0 unless given, i.e. no fine-tuning)", low=0,
+                        high=1_000_000)
+    learning_rate: float = param(5e-3, "AdamW learning rate", low=0, high=1, low_open=True, high_open=True)
+    weight_decay: float = param(1e-4, "AdamW weight decay", low=0, high=1)
+    grad_clip: float = param(1.0, "gradient norm clip (0: no clipping)", low=0, high=1e6)
+    init_emb: int = param(16, "gene embedding width", low=1, high=MODEL_LIMITS["init_emb"])
+    hidden_channels: int = param(32, "GNN hidden width (a model size)", low=1, high=MODEL_LIMITS["hidden_channels"])
+    num_mid_layers: int = param(3, "middle GATv2 layers (a model size)", low=0, high=MODEL_LIMITS["num_mid_layers"])
+    out_channels: int = param(32, "GNN output width per head (a model size)", low=1, high=MODEL_LIMITS["out_channels"])
+    heads: int = param(3, "attention heads (a model size)", low=1, high=MODEL_LIMITS["heads"])
+    residual: bool = param(False, "residual connections between the GNN layers")
+    spatial_prior: bool = param(True, "legacy switch: off is link_terms expression")
+    link_terms: str = param("full", "terms of the link score: expression + geometry (full), geometry only "
+                                    "(distance) or the plain Segger expression score (expression); for ablations",
+                            choices=LINK_TERMS)
+    expression_weight: float = param(1.0, "weight of the expression-only objective (0: off)", low=0, high=100)
+    pseudo_gap: float = param(2.0, "a cytoplasmic transcript this much nearer one nucleus than any other is its "
+                                   "pseudo-positive", unit="µm", low=0, high=100)
+    expression_side: str = param("context", "transcript side of the expression term: GNN context, gene embedding, "
+                                            "or both", choices=EXPRESSION_SIDES)
+    supervision_ratio: float = param(0.5, "share of nucleus links hidden and supervised per step", low=0, high=1,
+                                     low_open=True)
+    neg_ratio: float = param(3.0, "negatives per supervised link", low=0, high=1000)
+    hard_fraction: float = param(0.5, "share of negatives that are neighbouring nuclei", low=0, high=1)
+    val_fraction: float = param(0.2, "share of spatial blocks held out for validation", low=0, high=1, high_open=True)
+    val_block: float = param(50.0, "side of a validation block", unit="µm", low=0, high=1e5, low_open=True)
+    tile_tx: int = param(4000, "transcripts per training tile (mini-batch)", low=100, high=100_000_000,
+                         option="--train-tile-tx")
+    tile_margin: float = param(20.0, "context around each training tile", unit="µm", low=0, high=1e4,
+                               option="--train-tile-margin")
+    device: str = param("auto", "auto, cpu, cuda or cuda:N", cli=False, option="--device")
+    devices: int | str = param(1, "Lightning devices, e.g. 2 for two GPUs/processes (multi-GPU / multi-process)")
+    strategy: str = param("auto", "Lightning strategy, e.g. ddp")
+    num_nodes: int = param(1, "Lightning nodes", low=1, high=100_000)
+    precision: str | None = param(None, "Lightning precision, e.g. 32, bf16-mixed (unset: 32 on CPU, bf16-mixed on "
+                                        "CUDA)")
+    seed: int = param(0, "random seed", low=0, high=2**32 - 1)
+    deterministic: bool = param(True, "on CPU: one intra-op thread, so runs repeat bit for bit", shared=True)
 
     def validate(self) -> "TrainConfig":
-        checks = [
-            ("epochs", self.epochs >= 0), ("learning_rate", 0 < self.learning_rate < 1),
-            ("supervision_ratio", 0 < self.supervision_ratio <= 1), ("neg_ratio", self.neg_ratio >= 0),
-            ("hard_fraction", 0 <= self.hard_fraction <= 1), ("val_fraction", 0 <= self.val_fraction < 1),
-            ("tile_tx", self.tile_tx >= 100), ("tile_margin", self.tile_margin >= 0),
-            ("expression_weight", 0 <= self.expression_weight <= 100), ("pseudo_gap", 0 <= self.pseudo_gap <= 100),
-        ]
-        from segger.models.link import LINK_TERMS
-
-        if self.link_terms not in LINK_TERMS:
-            raise SeggerInputError(f"training setting link_terms={self.link_terms!r} is invalid: use one of "
-                                   f"{', '.join(LINK_TERMS)}")
-        for name, ok in checks:
-            if not ok:
-                raise SeggerInputError(f"training setting {name}={getattr(self, name)!r} is out of range")
+        check_fields(self, "training setting")
         self.model_config()
         return self
 
