@@ -219,8 +219,8 @@ def _finetune_config(a):
 
 
 def _read_kwargs(a) -> dict:
-    nuclei = "labels" if a.nuclei_labels and a.nuclei == "auto" else a.nuclei
-    return dict(platform=a.platform, min_qv=a.min_qv, filter_controls=not a.keep_controls, nuclei=nuclei,
+    """The reader options (segger.workflows.read_input; nuclei 'auto' takes --nuclei-labels when given)."""
+    return dict(platform=a.platform, min_qv=a.min_qv, filter_controls=not a.keep_controls, nuclei=a.nuclei,
                 nuclei_labels=a.nuclei_labels, pixel_size=a.pixel_size, labels_offset=tuple(a.labels_offset))
 
 
@@ -269,8 +269,8 @@ def _print_result(res, extra: str = "") -> None:
 # commands
 # ----------------------------------------------------------------------------------------------
 def cmd_segment(a, bar) -> int:
-    from segger.pipeline import segment
     from segger.utils.outdir import check_output_path
+    from segger.workflows import segment
 
     check_output_path(a.output, _inputs(a))
     train = _train_config(a, **({"epochs": 0} if a.checkpoint and a.epochs is None else {}))
@@ -291,7 +291,7 @@ def cmd_predict(a, bar) -> int:
     check_output_path(a.output, _inputs(a) + [("work folder", a.work_dir)])
     if getattr(a, "out_of_core", False):
         return _predict_out_of_core(a, bar)
-    from segger.pipeline import segment
+    from segger.workflows import segment
 
     res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a, epochs=0),
                   predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device,
@@ -348,57 +348,18 @@ def _predict_out_of_core(a, bar) -> int:
 
 
 def cmd_train(a, bar) -> int:
-    from segger.data import build_graph
-    from segger.io import read_sample
-    from segger.pipeline import no_nuclei_reason
-    from segger.progress import run
-    from segger.training import TrainingRun, load_checkpoint
-    from segger.training.health import check_model_health
-    from segger.utils.outdir import RUN_MARKER, OutputLock, check_output_path, sweep_leftovers
+    from segger.workflows import train_model
 
-    if a.resume and not a.checkpoint:
-        raise SeggerInputError("--resume continues a checkpoint's run: give --checkpoint OUT/model/last.pt")
-    if a.checkpoint and str(a.output).strip() and not a.resume \
-            and Path(a.checkpoint).resolve().parent == (Path(a.output) / "model").resolve():
-        raise SeggerInputError(f"--checkpoint {a.checkpoint} is in {Path(a.output) / 'model'}, which this run rewrites: "
-                               "pass --resume to continue that run, or choose another --output")
-    # only a resumed run may continue from a checkpoint inside its own output
-    out = check_output_path(a.output, _inputs(a), allowed=[a.checkpoint] if a.resume else [])
-    if (out / RUN_MARKER).is_file():
-        raise SeggerInputError(f"--output {out} holds a complete segmentation ({RUN_MARKER}); 'segger train' writes "
-                               "model/best.pt and model/last.pt: choose another --output so that output stays consistent")
-    cfg = _train_config(a)
-    cfg.device = a.device
-    cfg.validate()
-    if cfg.epochs == 0:
-        raise SeggerInputError("--epochs 0 trains nothing: give --epochs N (N ≥ 1)")
-    _graph_params(a).validate()
-    vocab = load_checkpoint(a.checkpoint)[2] if a.checkpoint else None
-    sample = read_sample(a.input, **_read_kwargs(a))
-    if len(sample.nuclei) == 0:
-        raise SeggerInputError(f"{a.input}: no nuclei were found or derived ({no_nuclei_reason(sample)}); training "
-                               "needs nuclei")
-    bundle = build_graph(sample.transcripts, sample.nuclei, _graph_params(a), vocab=vocab)
-    out.mkdir(parents=True, exist_ok=True)
-    with OutputLock(out, "segger train"):
-        sweep_leftovers(out)  # interrupted checkpoint writes (model/.*.tmp-*) of a dead run
-        tr = TrainingRun(bundle, cfg, checkpoint=a.checkpoint, checkpoint_dir=out / "model", resume=a.resume)
-        if tr.multi_process:  # DDP: Lightning launches the other ranks; train in this (main) thread
-            tr.fit(bar)
-            if tr.global_rank != 0:
-                return 0
-        else:
-            run(tr.iter_train(), bar)
+    res = train_model(a.input, a.output, bar, graph=_graph_params(a), train=_train_config(a), checkpoint=a.checkpoint,
+                      resume=a.resume, device=a.device, allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
     bar.close()
-    for w in sample.warnings:
+    if res.rank != 0:
+        return 0
+    for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    where = f"the model trained into {out / 'model'}"
-    for w in check_model_health(tr.model, history=tr.history, trained_epochs=len(tr.history),
-                                pretrained=a.checkpoint is not None, where=where, allow=a.allow_weak_model):
-        print(f"warning: {w}", file=sys.stderr)
-    last = tr.history[-1] if tr.history else {}
-    print(f"trained {len(tr.history)} epochs; last val AUROC {last.get('val_auroc', float('nan')):.3f}; "
-          f"checkpoints in {out / 'model'} (best.pt, last.pt)")
+    last = res.history[-1] if res.history else {}
+    print(f"trained {len(res.history)} epochs; last val AUROC {last.get('val_auroc', float('nan')):.3f}; "
+          f"checkpoints in {res.output / 'model'} (best.pt, last.pt)")
     return 0
 
 
@@ -434,27 +395,13 @@ def cmd_export(a, bar) -> int:
 
 
 def cmd_finetune(a, bar) -> int:
-    from segger.corrections import CorrectionStore
-    from segger.pipeline import segment
-    from segger.training.checkpoint import read_checkpoint
-    from segger.utils.outdir import check_output_path
+    from segger.workflows import finetune
 
-    # everything is validated before the first byte is written (and nothing is written outside staging)
-    check_output_path(a.output, _inputs(a))
-    corrections = Path(a.corrections)
-    if not corrections.is_file():
-        raise SeggerInputError(f"corrections file {corrections} does not exist: give the CSV/parquet written by the "
-                               "Correct widget or CorrectionStore.export")
-    store = CorrectionStore.load(corrections, autosave=False)
-    if len(store) == 0:
-        raise SeggerInputError(f"corrections file {a.corrections} holds no corrections")
-    read_checkpoint(a.checkpoint)
-    ft = _finetune_config(a).validate()
-    res = segment(a.input, a.output, callback=bar, graph=_graph_params(a), train=_train_config(a, epochs=0),
-                  predict=_predict_config(a), checkpoint=a.checkpoint, device=a.device, reference_column=a.reference_column,
-                  corrections=store, finetune=ft, allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
+    res = finetune(a.input, a.output, a.checkpoint, a.corrections, bar, config=_finetune_config(a),
+                   graph=_graph_params(a), predict=_predict_config(a), device=a.device,
+                   reference_column=a.reference_column, allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
     bar.close()
-    _print_result(res, f"fine-tuned on {len(store)} corrections; model {res.output / 'model' / 'finetuned.pt'}; ")
+    _print_result(res, f"fine-tuned on {res.n_corrections} corrections; model {res.output / 'model' / 'finetuned.pt'}; ")
     return 0
 
 
