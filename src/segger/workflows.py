@@ -34,7 +34,8 @@ from segger import schema as S
 from segger.data import GraphBundle, GraphParams, build_graph
 from segger.errors import SeggerInputError
 from segger.progress import Progress
-from segger.utils.outdir import check_output_path, output_session
+from segger.utils.outdir import (BOUNDARIES_FILE, CELLS_FILE, QC_FILE, RUN_MARKER, TRANSCRIPTS_FILE,
+                                 check_output_path, output_session)
 
 #: a checkpoint that knows fewer of the panel's genes than this share is refused (another panel)
 MIN_VOCAB_COVERAGE = 0.5
@@ -277,21 +278,21 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
         t = time.perf_counter()
         yield Progress("export", 0, 4, "writing outputs")
         ref = _reference_column(result, reference_column)
-        write_transcripts(result, stage / "segger_transcripts.parquet")
+        write_transcripts(result, stage / TRANSCRIPTS_FILE)
         bounds = cell_boundaries(result, method=boundaries_method)
-        write_boundaries(bounds, stage / "segger_boundaries.parquet")
+        write_boundaries(bounds, stage / BOUNDARIES_FILE)
         yield Progress("export", 2, 4, "cells table")
         adata = build_anndata(result, bounds, reference_column=ref or "cell_id")
-        write_anndata(adata, stage / "segger_cells.h5ad")
+        write_anndata(adata, stage / CELLS_FILE)
         qc = qc_report(result, reference_column=ref)
-        write_qc_json(qc, stage / "qc.json")
+        write_qc_json(qc, stage / QC_FILE)
         timings["export"] = time.perf_counter() - t
         inputs = [p for p in (sample.transcripts_path or sample.source, sample.nuclei_path) if p]
         inputs += [str(nuclei_labels)] if isinstance(nuclei_labels, (str, os.PathLike)) and str(nuclei_labels) not in inputs else []
         inputs += [str(checkpoint)] if checkpoint else []
         inputs += [str(corrections.path)] if getattr(corrections, "path", None) else []
         write_run_json(
-            stage / "segger_run.json",
+            stage / RUN_MARKER,
             parameters={"platform": sample.platform, "min_qv": min_qv, "filter_controls": filter_controls,
                         "nuclei": nuclei, "nuclei_source": sample.nuclei_source, "pixel_size": pixel_size,
                         "graph": graph.to_dict(), "train": train_cfg.to_dict(), "predict": pred_cfg.to_dict(),

@@ -16,7 +16,6 @@ and ``segger_boundaries.parquet`` / ``segger_run.json`` when present) and writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -74,30 +73,11 @@ def add_export_parser(sub) -> argparse.ArgumentParser:
 
 
 def load_result_dir(folder: str | Path):
-    """``(result_df, boundaries_df | None, run_record | None)`` of a segger output folder."""
-    import pandas as pd
+    """``(result_df, boundaries_df | None, run_record | None)`` of a segger output folder
+    (:func:`segger.export.load_output`)."""
+    from segger.export import load_output
 
-    from segger.errors import SeggerInputError
-    from segger.export import read_boundaries
-
-    from segger.utils.outdir import require_complete
-
-    out = require_complete(folder, "export")  # never a half-written folder (no segger_run.json)
-    f = out / "segger_transcripts.parquet"
-    result = pd.read_parquet(f)
-    bounds = None
-    for name in ("segger_boundaries.parquet", "segger_cell_boundaries.parquet"):  # CLI, napari Export
-        if (out / name).is_file():
-            bounds = read_boundaries(out / name)
-            break
-    run = None
-    r = out / "segger_run.json"
-    if r.is_file():
-        try:
-            run = json.loads(r.read_text())
-        except (OSError, ValueError):
-            run = None
-    return result, bounds, run
+    return load_output(folder, "export")
 
 
 def _run_input(run: dict | None) -> tuple[str | None, str | None]:

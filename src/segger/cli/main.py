@@ -306,7 +306,7 @@ def _predict_out_of_core(a, bar) -> int:
     from segger.scale import OutOfCoreConfig, predict_out_of_core
     from segger.training.checkpoint import read_checkpoint
     from segger.training.health import check_model_health
-    from segger.utils.outdir import check_output_path, output_session
+    from segger.utils.outdir import RUN_MARKER, TRANSCRIPTS_FILE, check_output_path, output_session
 
     out = Path(a.output)
     if a.work_dir:
@@ -322,7 +322,7 @@ def _predict_out_of_core(a, bar) -> int:
                               work_dir=str(work) if work else None, device=device, min_qv=a.min_qv,
                               filter_controls=not a.keep_controls, nuclei="labels" if a.nuclei_labels else a.nuclei)
         try:
-            res = predict_out_of_core(a.input, a.checkpoint, session.stage / "segger_transcripts.parquet", cfg,
+            res = predict_out_of_core(a.input, a.checkpoint, session.stage / TRANSCRIPTS_FILE, cfg,
                                       callback=bar, graph=graph, predict=predict, pixel_size=a.pixel_size)
         finally:
             if work is not None:
@@ -330,7 +330,7 @@ def _predict_out_of_core(a, bar) -> int:
 
                 shutil.rmtree(work, ignore_errors=True)
         bar.close()
-        write_run_json(session.stage / "segger_run.json",
+        write_run_json(session.stage / RUN_MARKER,
                        parameters={"mode": "out-of-core", "scale": res.config, "plan": res.plan,
                                    "graph": graph.to_dict(), "predict": predict.to_dict(),
                                    "checkpoint": str(a.checkpoint), "scheduler": res.scheduler},
@@ -342,7 +342,7 @@ def _predict_out_of_core(a, bar) -> int:
     n = max(res.n_rows, 1)
     kinds = ", ".join(f"{k} {res.counts.get(k, 0) / n:.1%}" for k in ("nucleus", "cytoplasm", "fragment", "none"))
     print(f"{res.n_rows:,} transcripts in {res.n_tiles} tiles ({res.scheduler}, {res.timings['total']:.1f} s): {kinds}")
-    print(f"wrote {out / 'segger_transcripts.parquet'} (and segger_run.json; out-of-core writes no cell table, "
+    print(f"wrote {out / TRANSCRIPTS_FILE} (and {RUN_MARKER}; out-of-core writes no cell table, "
           "outlines or QC)")
     return 0
 
@@ -366,16 +366,17 @@ def cmd_train(a, bar) -> int:
 def cmd_qc(a, bar) -> int:
     import pandas as pd
 
-    from segger.utils.outdir import OUTPUT_FILES, OutputLock, check_output_path, require_complete
+    from segger.utils.outdir import (OUTPUT_FILES, QC_FILE, TRANSCRIPTS_FILE, OutputLock, check_output_path,
+                                     require_complete)
     from segger.validation import format_qc_table, qc_report, write_qc_json
 
     out = require_complete(a.output, "qc")
-    target = out / "qc.json"
+    target = out / QC_FILE
     if a.json is not None:
-        target = check_output_path(a.json, [("transcripts table", out / "segger_transcripts.parquet")] +
-                                   [(f"output file {f}", out / f) for f in OUTPUT_FILES if f != "qc.json"],
+        target = check_output_path(a.json, [("transcripts table", out / TRANSCRIPTS_FILE)] +
+                                   [(f"output file {f}", out / f) for f in OUTPUT_FILES if f != QC_FILE],
                                    option="--json", kind="file")
-    df = pd.read_parquet(out / "segger_transcripts.parquet")
+    df = pd.read_parquet(out / TRANSCRIPTS_FILE)
     ref = a.reference_column if a.reference_column in df.columns else None
     report = qc_report(df, reference_column=ref)
     if target.resolve().parent == out.resolve():  # a file of the output folder: under its lock

@@ -207,7 +207,7 @@ class CorrectionStore:
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Merge with the file's current content under its lock, then write the log atomically as CSV."""
-        from segger.export.atomic import atomic_path
+        from segger.utils.atomic import atomic_path
         from segger.utils.outdir import OutputLock
 
         path = Path(path) if path is not None else self.path
@@ -243,7 +243,7 @@ class CorrectionStore:
 
     def export(self, path: str | os.PathLike) -> Path:
         """Write the effective corrections (one row per transcript) as CSV (formula-safe) or parquet."""
-        from segger.export.atomic import atomic_path
+        from segger.utils.atomic import atomic_path
 
         path = Path(path)
         eff = self.effective()

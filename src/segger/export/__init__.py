@@ -1,10 +1,12 @@
-"""Atomic writers: transcripts parquet, cell boundaries, AnnData, run JSON."""
+"""Writers of the output folder (transcripts parquet, cell boundaries, AnnData, run JSON) and its reader
+(:func:`load_output`); atomic writes come from :mod:`segger.utils.atomic`."""
 
-from segger.export.atomic import atomic_path, atomic_write, file_sha256, to_jsonable, write_json_atomic
+from segger.utils.atomic import atomic_path, atomic_write, file_sha256, to_jsonable, write_json_atomic
 from segger.export.writers import (
     BOUNDARY_COLUMNS,
     build_anndata,
     cell_boundaries,
+    load_output,
     package_versions,
     read_boundaries,
     write_anndata,
@@ -20,6 +22,7 @@ __all__ = [
     "build_anndata",
     "cell_boundaries",
     "file_sha256",
+    "load_output",
     "package_versions",
     "read_boundaries",
     "to_jsonable",

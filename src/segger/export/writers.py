@@ -1,6 +1,6 @@
 """Writers for segmentation results: transcripts parquet, cell boundaries, AnnData, run JSON.
 
-Every ``write_*`` function writes atomically (:mod:`segger.export.atomic`): the target is either
+Every ``write_*`` function writes atomically (:mod:`segger.utils.atomic`): the target is either
 left as it was or replaced by the complete new file. Inputs follow :mod:`segger.schema`
 (result table = transcripts + ``segger_cell_id`` / ``score`` / ``assignment``).
 """
@@ -22,7 +22,7 @@ import shapely
 
 from segger import schema
 from segger.errors import SeggerInputError
-from segger.export.atomic import atomic_path, file_sha256, write_json_atomic
+from segger.utils.atomic import atomic_path, file_sha256, write_json_atomic
 from segger.validation.metrics import factorize_cells
 
 __all__ = [
@@ -449,3 +449,25 @@ def write_run_json(
         "extra": dict(extra) if extra else {},
     }
     return write_json_atomic(path, record)
+
+
+def load_output(folder, command: str = "export"):
+    """``(result_df, boundaries_df | None, run_record | None)`` of a complete segger output folder
+    (the layout of :mod:`segger.utils.outdir`; :func:`~segger.utils.outdir.require_complete` first,
+    so never a half-written folder). ``command`` names the reader in the error message."""
+    from segger.utils.outdir import BOUNDARIES_FILE, LEGACY_BOUNDARIES_FILE, RUN_MARKER, TRANSCRIPTS_FILE, \
+        require_complete
+
+    out = require_complete(folder, command)
+    result = pd.read_parquet(out / TRANSCRIPTS_FILE)
+    bounds = None
+    for name in (BOUNDARIES_FILE, LEGACY_BOUNDARIES_FILE):
+        if (out / name).is_file():
+            bounds = read_boundaries(out / name)
+            break
+    run = None
+    try:
+        run = json.loads((out / RUN_MARKER).read_text())
+    except (OSError, ValueError):
+        run = None
+    return result, bounds, run

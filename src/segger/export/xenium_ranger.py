@@ -231,10 +231,10 @@ def write_xenium_ranger(
 ) -> XeniumRangerExport:
     """Write the transcript-assignment CSV, the viz-polygons GeoJSON and the id map into ``output_dir``.
 
-    Files are written atomically (:mod:`segger.export.atomic`). ``xenium_bundle`` is only used
+    Files are written atomically (:mod:`segger.utils.atomic`). ``xenium_bundle`` is only used
     for the returned command (``XeniumRangerExport.command``).
     """
-    from segger.export.atomic import atomic_path
+    from segger.utils.atomic import atomic_path
 
     table, geojson, id_map = xenium_ranger_tables(
         result_df, boundaries, cell_prefix=cell_prefix, min_transcripts=min_transcripts,

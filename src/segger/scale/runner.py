@@ -166,7 +166,7 @@ def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os
     defaults to the checkpoint's; ``predict`` (:class:`segger.prediction.PredictConfig`) to the defaults.
     """
     from segger.data import GraphParams
-    from segger.export.atomic import atomic_path
+    from segger.utils.atomic import atomic_path
     from segger.prediction import PredictConfig
     from segger.training.checkpoint import read_checkpoint
 

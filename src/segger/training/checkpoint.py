@@ -27,7 +27,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_confi
                     graph_params: GraphParams, *, train_config: dict | None = None, metrics: dict | None = None,
                     epoch: int = 0, global_step: int = 0, optimizer_state: dict | None = None) -> Path:
     """Write a checkpoint atomically (temporary file + rename)."""
-    from segger.export.atomic import atomic_path
+    from segger.utils.atomic import atomic_path
 
     payload = {
         "format": FORMAT,

@@ -1,13 +1,17 @@
-"""Shared utilities with no scientific content: output folders (paths, lock, staging, publish)."""
+"""Shared utilities with no scientific content: output folders (layout, paths, lock, staging, publish)."""
 
 from segger.utils.outdir import (
     BACKUP_PREFIX,
+    BOUNDARIES_FILE,
+    CELLS_FILE,
     LOCK_NAME,
     MODEL_FILES,
     OOC_PREFIX,
     OUTPUT_FILES,
+    QC_FILE,
     RUN_MARKER,
     STAGING_PREFIX,
+    TRANSCRIPTS_FILE,
     OutputBusyError,
     OutputLock,
     check_output_path,
@@ -21,7 +25,8 @@ from segger.utils.outdir import (
 )
 
 __all__ = [
-    "BACKUP_PREFIX", "LOCK_NAME", "MODEL_FILES", "OOC_PREFIX", "OUTPUT_FILES", "RUN_MARKER", "STAGING_PREFIX",
+    "BACKUP_PREFIX", "BOUNDARIES_FILE", "CELLS_FILE", "LOCK_NAME", "MODEL_FILES", "OOC_PREFIX", "OUTPUT_FILES",
+    "QC_FILE", "RUN_MARKER", "STAGING_PREFIX", "TRANSCRIPTS_FILE",
     "OutputBusyError", "OutputLock", "check_output_path", "output_session", "publish", "require_complete",
     "sweep_backups", "sweep_leftovers", "sweep_work_dir",
 ]

@@ -21,6 +21,10 @@ finetune, qc, export).
   new marker last, so a folder with ``segger_run.json`` is never a mixture of two runs.
 * :func:`require_complete` — readers of an output folder (qc, export) refuse one without
   ``segger_run.json``.
+* The layout itself, written and read here only: :data:`TRANSCRIPTS_FILE`, :data:`BOUNDARIES_FILE`,
+  :data:`CELLS_FILE`, :data:`QC_FILE`, :data:`RUN_MARKER` (:data:`OUTPUT_FILES`); written by
+  :func:`segger.workflows.iter_segment`, read by :func:`segger.export.load_output` (which also reads
+  :data:`LEGACY_BOUNDARIES_FILE`, the boundaries name of older napari exports).
 """
 
 from __future__ import annotations
@@ -46,8 +50,14 @@ BACKUP_PREFIX = ".segger-previous-"
 OOC_PREFIX = ".segger-ooc-"
 TMP_MARKER = ".tmp-"
 RUN_MARKER = "segger_run.json"
+TRANSCRIPTS_FILE = "segger_transcripts.parquet"  # the input's transcripts + segger_cell_id, score, assignment
+BOUNDARIES_FILE = "segger_boundaries.parquet"  # one outline per cell
+CELLS_FILE = "segger_cells.h5ad"  # cells x genes
+QC_FILE = "qc.json"
+#: the boundaries file of napari Export before the layout was one (read, never written)
+LEGACY_BOUNDARIES_FILE = "segger_cell_boundaries.parquet"
 #: the files of a complete output (the marker last); the model files a run may add
-OUTPUT_FILES = ("segger_transcripts.parquet", "segger_boundaries.parquet", "segger_cells.h5ad", "qc.json", RUN_MARKER)
+OUTPUT_FILES = (TRANSCRIPTS_FILE, BOUNDARIES_FILE, CELLS_FILE, QC_FILE, RUN_MARKER)
 MODEL_FILES = ("model/best.pt", "model/last.pt", "model/finetuned.pt")
 
 _HELD: set[str] = set()  # tokens of the locks this process holds (a PID repeats across containers)
@@ -119,8 +129,8 @@ def require_complete(folder, command: str) -> Path:
     out = Path(folder)
     if not out.is_dir():
         raise SeggerInputError(f"{out} is not a folder: give a folder written by 'segger segment' or 'segger predict'")
-    if not (out / "segger_transcripts.parquet").is_file():
-        raise SeggerInputError(f"{out / 'segger_transcripts.parquet'} not found: give a folder written by "
+    if not (out / TRANSCRIPTS_FILE).is_file():
+        raise SeggerInputError(f"{out / TRANSCRIPTS_FILE} not found: give a folder written by "
                                "'segger segment' or 'segger predict'")
     if not (out / RUN_MARKER).is_file():
         backup = sorted(out.glob(f"{BACKUP_PREFIX}*"))

@@ -1058,6 +1058,6 @@ def _range(tpc: dict[str, Any]) -> str:
 
 def write_qc_json(report: dict[str, Any], path: Any) -> Any:
     """Write a :func:`qc_report` as JSON atomically (NaN → null); return the path."""
-    from segger.export.atomic import write_json_atomic
+    from segger.utils.atomic import write_json_atomic
 
     return write_json_atomic(path, report)

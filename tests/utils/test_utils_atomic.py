@@ -1,3 +1,5 @@
+"""Atomic writes (segger.utils.atomic; moved from tests/export/test_export_atomic.py with the code)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segger.export import atomic_path, atomic_write, file_sha256, to_jsonable, write_json_atomic
+from segger.utils.atomic import atomic_path, atomic_write, file_sha256, to_jsonable, write_json_atomic
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -105,7 +107,7 @@ def test_write_json_atomic_types(tmp_path):
 def test_write_json_atomic_unserialisable_keeps_previous(tmp_path, monkeypatch):
     target = tmp_path / "o.json"
     write_json_atomic(target, {"a": 1})
-    import segger.export.atomic as atomic_mod
+    import segger.utils.atomic as atomic_mod
 
     def boom(*a, **k):
         raise OSError("no space left")
