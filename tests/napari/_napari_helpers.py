@@ -37,3 +37,58 @@ def dock_widget(viewer, name: str):
 def wait_job(qtbot, widget, timeout: int = 120_000) -> None:
     """Wait until the widget's background job has finished (signals handled on the main thread)."""
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+# --- real Qt input on the canvas and the widgets ----------------------------------------------
+def real_viewer(viewer):
+    """The napari Viewer behind the plugin proxy (tests only: the Qt canvas is private API)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def canvas_widget(viewer):
+    return real_viewer(viewer).window._qt_viewer.canvas.native
+
+
+def world_to_canvas(viewer, yx):
+    """Canvas pixel (QPoint) of world (y, x) µm through vispy's own scene transform."""
+    from qtpy.QtCore import QPoint
+
+    canvas = real_viewer(viewer).window._qt_viewer.canvas
+    p = canvas.view.scene.transform.map([float(yx[1]), float(yx[0]), 0.0, 1.0])
+    return QPoint(int(round(p[0] / p[3])), int(round(p[1] / p[3])))
+
+
+def click_canvas(qtbot, viewer, yx, modifier=None):
+    """A real left click (press + release) on the canvas at world (y, x) µm."""
+    from qtpy.QtCore import Qt
+
+    mod = modifier if modifier is not None else Qt.KeyboardModifier.NoModifier
+    qtbot.mouseClick(canvas_widget(viewer), Qt.MouseButton.LeftButton, mod, world_to_canvas(viewer, yx))
+
+
+def key_canvas(qtbot, viewer, key, modifier=None):
+    """A real key press on the canvas (napari's key bindings listen there)."""
+    from qtpy.QtCore import Qt
+
+    mod = modifier if modifier is not None else Qt.KeyboardModifier.NoModifier
+    qtbot.keyClick(canvas_widget(viewer), key, mod)
+
+
+def center_on(viewer, yx, zoom: float | None = None) -> None:
+    cam = real_viewer(viewer).camera
+    cam.center = (float(yx[0]), float(yx[1]))
+    if zoom is not None:
+        cam.zoom = float(zoom)
+
+
+def wheel(widget, delta: int = -120) -> None:
+    """A real mouse-wheel event over ``widget`` (as when the user scrolls the dock)."""
+    from qtpy.QtCore import QPoint, QPointF, Qt
+    from qtpy.QtGui import QWheelEvent
+    from qtpy.QtWidgets import QApplication
+
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    ev = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, delta),
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                     False)
+    QApplication.sendEvent(widget, ev)

@@ -62,6 +62,12 @@ def _no_gl_queries_offscreen(monkeypatch):
         return
     import importlib
 
+    # Real Qt mouse events on the canvas make vispy render (picking) and queue GL commands that
+    # offscreen Qt cannot run: drop them (nothing is drawn offscreen anyway; Xvfb tests draw).
+    import vispy.gloo.context as gloo_context
+
+    monkeypatch.setattr(gloo_context.GLContext, "flush_commands", lambda self, event=None: None)
+
     for mod_name in ("napari._vispy.layers.image", "napari._vispy.layers.base",
                      "napari._vispy.layers.labels", "napari._vispy.canvas"):
         try:

@@ -9,4 +9,6 @@ Result layers (stable names, updated in place on re-run): "segger transcripts", 
 """
 
 PLUGIN_NAME = "napari-segger"
+PANEL = "Segger"
+"""The single dock with every step as a tab (the recommended entry point)."""
 WIDGETS = ("Data & graph", "Train / fine-tune", "Predict", "QC", "Export")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
+    QAbstractSlider,
+    QAbstractSpinBox,
+    QApplication,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QLabel,
     QScrollArea,
+    QScrollBar,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -23,6 +27,42 @@ from segger.napari._state import SeggerState, get_state
 
 def layer_kind(layer: Any) -> str:
     return type(getattr(layer, "__wrapped__", layer)).__name__
+
+
+class _WheelGuard(QObject):
+    """Wheel over an unfocused spin box / combo / slider scrolls the dock instead of changing
+    the value (the value changes only after the user clicked into the control)."""
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt)
+        if event.type() == QEvent.Type.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
+            parent = obj.parentWidget()
+            while parent is not None and not isinstance(parent, QScrollArea):
+                parent = parent.parentWidget()
+            if parent is not None:
+                QApplication.sendEvent(parent.verticalScrollBar(), event)
+            return True
+        return False
+
+
+_WHEEL_GUARD: _WheelGuard | None = None
+
+
+def guard_wheel(root: QWidget) -> None:
+    """Install the wheel guard on every value control under ``root``."""
+    global _WHEEL_GUARD
+    if _WHEEL_GUARD is None:
+        _WHEEL_GUARD = _WheelGuard()
+    for w in root.findChildren(QWidget):
+        if isinstance(w, (QAbstractSpinBox, QComboBox, QAbstractSlider)) and not isinstance(w, QScrollBar):
+            if w.property("segger_wheel_guard"):
+                continue
+            w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            w.installEventFilter(_WHEEL_GUARD)
+            w.setProperty("segger_wheel_guard", True)
+        if isinstance(w, QComboBox):
+            # a long layer name must not widen the dock: the combo elides instead
+            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(8)
 
 
 class LayerCombo(QComboBox):
@@ -122,13 +162,20 @@ class SeggerWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.state: SeggerState = get_state(napari_viewer)
+        from segger.napari._panel import watch_datasets
+
+        watch_datasets(napari_viewer, self.state)
         self._combos: list[LayerCombo] = []
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # never clip: a dock narrower than the content gets a scrollbar (the content is kept
+        # narrow — wrapping form rows, eliding combos — so that it rarely needs one)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.scroll = scroll
         inner = QWidget()
+        self.inner = inner
         self.body = QVBoxLayout(inner)
         self.body.setContentsMargins(2, 2, 2, 2)
         scroll.setWidget(inner)
@@ -137,11 +184,35 @@ class SeggerWidget(QWidget):
         outer.addWidget(self.panel)
         self.job = Job(self.panel, parent=self)
         self.job.finished.connect(self.refresh_enabled)
+        #: the session's "what next" line (same text in every widget, from the shared state)
+        self.hint = QLabel("")
+        self.hint.setWordWrap(True)
+        self.hint.setObjectName("segger_hint")
+        self.body.addWidget(self.hint)
+        for sig in (self.state.bundle_changed, self.state.model_changed, self.state.prediction_changed,
+                    self.state.result_changed, self.state.corrections_changed):
+            sig.connect(self._refresh_hint)
+        self._refresh_hint()
 
     # --- helpers --------------------------------------------------------------------------
+    def _refresh_hint(self, *_: Any) -> None:
+        try:
+            self.hint.setText(self.state.next_step()[1])
+        except RuntimeError:  # widget already deleted
+            pass
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        guard_wheel(self)
+        self.reset_choices()
+        self.refresh_enabled()
+        self._refresh_hint()
+        super().showEvent(event)
+
     def group(self, title: str) -> QFormLayout:
         box = QGroupBox(title)
         form = QFormLayout(box)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setContentsMargins(6, 6, 6, 6)
         self.body.addWidget(box)
         return form
@@ -167,10 +238,6 @@ class SeggerWidget(QWidget):
         """napari calls this when layers are added, removed, renamed or moved."""
         for combo in self._combos:
             combo.reset_choices()
-
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self.reset_choices()
-        super().showEvent(event)
 
     def refresh_enabled(self) -> None:
         """Enable controls according to the shared state (overridden)."""

@@ -17,24 +17,44 @@ def _finite(v: float) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+    """About ``n`` round tick values covering [lo, hi] (1, 2, 5 × 10^k steps)."""
+    if not (_finite(lo) and _finite(hi)) or hi <= lo:
+        return [lo] if _finite(lo) else []
+    raw = (hi - lo) / max(n, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks, t = [], first
+    while t <= hi + 1e-9 * step:
+        ticks.append(round(t, 10))
+        t += step
+    return ticks
+
+
 class CurvePlot(QWidget):
-    """Live line plot of a few named series (e.g. training loss per step, AUROC per epoch).
+    """Training curves with real axes: loss on the left axis (its own range), AUROCs on a fixed
+    0.5–1 right axis, epochs along x with ticks. Series named in ``RIGHT`` use the right axis."""
 
-    Each series has its own y-range (drawn normalised), labelled with its last value, so loss and
-    AUROC share one small panel. x is the step index given with each point.
-    """
-
-    COLORS = (QColor(255, 140, 60), QColor(90, 200, 255), QColor(140, 230, 120), QColor(230, 110, 230))
+    COLORS = {"loss": QColor(255, 140, 60), "val loss": QColor(255, 200, 120),
+              "val AUROC (expression)": QColor(90, 200, 255), "val AUROC (all)": QColor(150, 150, 255)}
+    FALLBACK = (QColor(140, 230, 120), QColor(230, 110, 230))
+    RIGHT = ("val AUROC (expression)", "val AUROC (all)")
+    RIGHT_RANGE = (0.5, 1.0)
 
     def __init__(self, parent: QWidget | None = None, title: str = "") -> None:
         super().__init__(parent)
         self.title = title
+        self.x_label = "epoch"
         self.series: dict[str, list[tuple[float, float]]] = {}
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(170)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
-        return QSize(260, 130)
+        return QSize(260, 190)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(180, 170)
 
     def clear(self) -> None:
         self.series = {}
@@ -46,50 +66,92 @@ class CurvePlot(QWidget):
         self.series.setdefault(name, []).append((float(x), float(y)))
         self.update()
 
+    def left_range(self) -> tuple[float, float] | None:
+        ys = [y for n, pts in self.series.items() if n not in self.RIGHT for _, y in pts]
+        if not ys:
+            return None
+        lo, hi = min(ys), max(ys)
+        lo = min(lo, 0.0) if lo >= 0 and lo < 0.25 * hi else lo
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        return lo, hi
+
+    def x_range(self) -> tuple[float, float] | None:
+        xs = [x for pts in self.series.values() for x, _ in pts]
+        if not xs:
+            return None
+        x0, x1 = min(xs), max(xs)
+        return (x0, x1 if x1 > x0 else x0 + 1)
+
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fm = p.fontMetrics()
+        th = fm.height()
         w, h = self.width(), self.height()
-        left, right, top, bottom = 6, 6, 16, 8
+        left, right, top, bottom = fm.horizontalAdvance("0.000") + 8, fm.horizontalAdvance("0.00") + 8, th + 4, 2 * th + 4
         plot = QRectF(left, top, max(w - left - right, 1), max(h - top - bottom, 1))
+        p.setPen(_TEXT)
+        p.drawText(QPointF(2, th - 2), self.title)
+        xr, lr = self.x_range(), self.left_range()
         p.setPen(QPen(_AXIS, 1))
         p.drawRect(plot)
-        p.setPen(_TEXT)
-        p.drawText(QPointF(left, 12), self.title)
-        xs = [x for pts in self.series.values() for x, _ in pts]
-        if not xs:
+        if xr is None:
+            p.setPen(_TEXT)
             p.drawText(plot, Qt.AlignmentFlag.AlignCenter, "no data yet")
             p.end()
             return
-        x0, x1 = min(xs), max(xs)
-        x1 = x1 if x1 > x0 else x0 + 1
-        legend_x = w - right - 4
+        x0, x1 = xr
+
+        def X(x):
+            return plot.left() + (x - x0) / (x1 - x0) * plot.width()
+
+        # x ticks (epochs)
+        for t in nice_ticks(x0, x1, 4):
+            px = X(t)
+            p.setPen(QPen(_AXIS, 1))
+            p.drawLine(QPointF(px, plot.bottom()), QPointF(px, plot.bottom() + 3))
+            p.setPen(_TEXT)
+            lab = f"{t:g}"
+            p.drawText(QPointF(px - fm.horizontalAdvance(lab) / 2, plot.bottom() + th), lab)
+        p.drawText(QPointF(plot.center().x() - fm.horizontalAdvance(self.x_label) / 2, h - 3), self.x_label)
+        # y ticks: left = loss, right = AUROC
+        axes = {"left": lr, "right": self.RIGHT_RANGE}
+        for side, rng in axes.items():
+            if rng is None:
+                continue
+            lo, hi = rng
+            for t in nice_ticks(lo, hi, 3):
+                py = plot.bottom() - (t - lo) / (hi - lo) * plot.height()
+                lab = f"{t:.3g}"
+                p.setPen(QPen(_AXIS, 1))
+                if side == "left":
+                    p.drawLine(QPointF(plot.left() - 3, py), QPointF(plot.left(), py))
+                    p.setPen(_TEXT)
+                    p.drawText(QPointF(plot.left() - 5 - fm.horizontalAdvance(lab), py + th / 3), lab)
+                else:
+                    p.drawLine(QPointF(plot.right(), py), QPointF(plot.right() + 3, py))
+                    p.setPen(_TEXT)
+                    p.drawText(QPointF(plot.right() + 5, py + th / 3), lab)
+        # series
+        legend_y = plot.top() + th
         for i, (name, pts) in enumerate(self.series.items()):
-            color = self.COLORS[i % len(self.COLORS)]
-            ys = [y for _, y in pts]
-            y0, y1 = min(ys), max(ys)
-            if y1 <= y0:
-                y0, y1 = y0 - 0.5, y1 + 0.5
-            poly = QPolygonF(
-                [
-                    QPointF(
-                        plot.left() + (x - x0) / (x1 - x0) * plot.width(),
-                        plot.bottom() - (y - y0) / (y1 - y0) * plot.height(),
-                    )
-                    for x, y in pts
-                ]
-            )
-            p.setPen(QPen(color, 1.6))
+            color = self.COLORS.get(name, self.FALLBACK[i % len(self.FALLBACK)])
+            rng = self.RIGHT_RANGE if name in self.RIGHT else lr
+            lo, hi = rng
+
+            def Y(y, lo=lo, hi=hi):
+                return plot.bottom() - (min(max(y, lo), hi) - lo) / (hi - lo) * plot.height()
+
+            poly = QPolygonF([QPointF(X(x), Y(y)) for x, y in pts])
+            p.setPen(QPen(color, 1.8))
             if len(pts) == 1:
                 p.drawEllipse(poly[0], 2.5, 2.5)
             else:
                 p.drawPolyline(poly)
-            label = f"{name} {ys[-1]:.3g}"
-            fm = p.fontMetrics()
-            tw = fm.horizontalAdvance(label)
-            legend_x -= tw
-            p.drawText(QPointF(legend_x, 12), label)
-            legend_x -= 10
+            label = f"{name} {pts[-1][1]:.3g}" + (" (right axis)" if name in self.RIGHT else "")
+            p.drawText(QPointF(plot.left() + 4, legend_y), label)
+            legend_y += th
         p.end()
 
 

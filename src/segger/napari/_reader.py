@@ -105,4 +105,74 @@ def read_spatial(path: Any) -> list[tuple]:
         from napari.utils.notifications import show_warning
 
         show_warning(str(w))
-    return sample_to_layers(sample, prefix=prefix)
+    layers = sample_to_layers(sample, prefix=prefix)
+    if p.is_dir():
+        image = morphology_image_layer(p, prefix, source=str(getattr(sample, "source", p)))
+        if image is not None:
+            layers.insert(0, image)  # under the nuclei and the transcripts
+    return layers
+
+
+#: DAPI / morphology images of a Xenium folder, most useful first
+MORPHOLOGY_FILES = ("morphology_focus.ome.tif", "morphology_mip.ome.tif",
+                    "morphology_focus/morphology_focus_0000.ome.tif", "morphology.ome.tif")
+XENIUM_PIXEL_UM = 0.2125
+#: a larger full-resolution image is shown as a multiscale pyramid (or its largest level that fits)
+MAX_FULL_PIXELS = 64_000_000
+
+
+def _xenium_pixel_size(folder: Path) -> float:
+    import json
+
+    f = folder / "experiment.xenium"
+    try:
+        return float(json.loads(f.read_text(encoding="utf-8")).get("pixel_size", XENIUM_PIXEL_UM))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return XENIUM_PIXEL_UM
+
+
+def morphology_image_layer(folder: Path, prefix: str, source: str | None = None) -> tuple | None:
+    """The folder's DAPI (morphology) image as an Image LayerDataTuple in µm, or None.
+
+    Xenium images share the transcripts' frame: pixel (i, j) covers [j·ps, (j+1)·ps) µm in x, so
+    its centre (napari's pixel coordinate) is at ps/2. A multi-channel image shows channel 0
+    (DAPI); a z-stack is max-projected; a whole slide becomes a pyramid.
+    """
+    path = next((folder / f for f in MORPHOLOGY_FILES if (folder / f).is_file()), None)
+    if path is None:
+        return None
+    import numpy as np
+    import tifffile
+
+    ps = _xenium_pixel_size(folder)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            axes = series.axes
+            levels = getattr(series, "levels", None) or [series]
+            data = []
+            scale_factor = 1.0
+            for i, level in enumerate(levels):
+                n = int(np.prod(level.shape[-2:]))
+                if n > MAX_FULL_PIXELS and i < len(levels) - 1:
+                    continue  # too big to hold; a coarser level follows
+                arr = level.asarray()
+                scale_factor = series.shape[-1] / level.shape[-1]
+                data = arr
+                break
+    except Exception as exc:  # noqa: BLE001 - the image is optional: warn, keep the transcripts
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"could not read the morphology image {path.name}: {exc}".splitlines()[0])
+        return None
+    arr = np.asarray(data)
+    while arr.ndim > 2:  # channels first (C, Y, X) or (Z, Y, X): DAPI is channel 0, z is projected
+        ax = axes[-arr.ndim] if len(axes) >= arr.ndim else "C"
+        arr = arr.max(axis=0) if ax == "Z" else arr[0]
+    px = ps * scale_factor
+    kwargs = dict(
+        name=f"{prefix} DAPI", scale=(px, px), translate=(px / 2, px / 2), colormap="gray",
+        blending="additive", units=("micrometer", "micrometer"),
+        metadata={"segger": {"kind": "image", "source": source or str(folder), "file": path.name}},
+    )
+    return (arr, kwargs, "image")

@@ -45,6 +45,10 @@ class SeggerState(QObject):
         #: where the data came from: {"path": folder/table or None, "sample": bundled sample key or None}
         self.data_source: dict = {}
         self.corrections = None  # segger.corrections.CorrectionStore of this data (sidecar-backed)
+        #: every model of this session, oldest first: {"id", "label", "model", "run", "info"}
+        self.models: list[dict] = []
+        self.model_id = 0  # id of ``model`` (0: none)
+        self.prediction_model_id = 0  # id of the model that made ``prediction``
 
     # setters emit the signals (call on the main thread only)
     def set_bundle(self, bundle, source: dict | None = None) -> None:
@@ -52,20 +56,88 @@ class SeggerState(QObject):
         self.bundle_source = dict(source or {})
         # a new graph invalidates predictions made on the old one (a model stays usable)
         self.prediction = None
+        self.prediction_model_id = 0
         self.result = None
         self.bundle_changed.emit()
         self.prediction_changed.emit()
         self.result_changed.emit()
 
-    def set_model(self, model, run=None, info: dict | None = None) -> None:
+    def set_model(self, model, run=None, info: dict | None = None, label: str | None = None) -> None:
+        """Use ``model`` from now on; it joins the session's model history (see :meth:`revert`)."""
         self.model = model
         self.run = run
         self.model_info = dict(info or {})
+        if model is None:
+            self.model_id = 0
+        else:
+            self.model_id = (self.models[-1]["id"] + 1) if self.models else 1
+            self.models.append({"id": self.model_id, "label": label or f"model {self.model_id}",
+                                "model": model, "run": run, "info": dict(self.model_info)})
         self.model_changed.emit()
+        self.prediction_changed.emit()  # the layers may now be stale
+
+    def revert(self, model_id: int) -> None:
+        """Use an earlier model of the history again (its layers are stale until Predict)."""
+        entry = next((m for m in self.models if m["id"] == model_id), None)
+        if entry is None:
+            raise KeyError(model_id)
+        self.model, self.run, self.model_info = entry["model"], entry["run"], dict(entry["info"])
+        self.model_id = entry["id"]
+        self.model_changed.emit()
+        self.prediction_changed.emit()
+
+    def model_vocab(self):
+        """The gene vocabulary the current model was trained with (None when unknown)."""
+        vocab = self.model_info.get("vocab")
+        if vocab is None and self.run is not None:
+            vocab = getattr(getattr(self.run, "bundle", None), "vocab", None)
+        return vocab
+
+    def model_label(self, model_id: int | None = None) -> str:
+        mid = self.model_id if model_id is None else model_id
+        entry = next((m for m in self.models if m["id"] == mid), None)
+        return entry["label"] if entry else "no model"
 
     def set_prediction(self, prediction) -> None:
         self.prediction = prediction
+        self.prediction_model_id = self.model_id if prediction is not None else 0
         self.prediction_changed.emit()
+
+    @property
+    def stale(self) -> bool:
+        """True when the layers show a prediction of another model than the current one."""
+        return self.prediction is not None and self.prediction_model_id != self.model_id
+
+    def reset_data(self) -> None:
+        """A new dataset was opened: forget the graph, prediction and result (models stay)."""
+        self.bundle = None
+        self.bundle_source = {}
+        self.prediction = None
+        self.prediction_model_id = 0
+        self.result = None
+        self.result_params = {}
+        self.bundle_changed.emit()
+        self.prediction_changed.emit()
+        self.result_changed.emit()
+
+    def next_step(self) -> tuple[str, str]:
+        """(step, what to do next) from the session state: the one hint every widget shows."""
+        if self.bundle is None:
+            return "data", ("Next: open data (File ▸ Open Sample ▸ Segger, or File ▸ Open Folder), "
+                            "then press Build graph in Data.")
+        if self.model is None:
+            return "train", "Next: train a model (Train), or load a checkpoint."
+        if self.prediction is None:
+            return "predict", "Next: press Predict."
+        if self.stale:
+            return "predict", (f"The layers show {self.model_label(self.prediction_model_id)}, not "
+                               f"{self.model_label()}: press Predict to update them.")
+        if self.result is None:
+            return "predict", "Next: press Predict."
+        n = len(self.corrections) if self.corrections is not None else 0
+        if n == 0:
+            return "review", "Next: review the cells (QC), correct what is wrong (Correct), then Export."
+        return "correct", f"{n:,} correction(s): Fine-tune [F] to learn from them, or Export."
 
     def set_result(self, result, params: dict | None = None) -> None:
         self.result = result

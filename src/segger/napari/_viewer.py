@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import weakref
+
 import numpy as np
 
 
@@ -14,11 +16,44 @@ def find_layer(viewer: Any, name: str):
     return None
 
 
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
 def _kind(layer: Any) -> str:
     return type(getattr(layer, "__wrapped__", layer)).__name__.lower()
 
 
-def upsert_layer(viewer: Any, layer_data: tuple):
+#: modes a locked result layer may be in (no drawing, no selecting/deleting of its data)
+_SAFE_MODES = ("pan_zoom", "transform")
+_LOCKED: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def lock_layer(layer: Any) -> None:
+    """Make a Segger result layer read-only in the UI: its edit modes bounce back to pan/zoom
+    (napari's keys, e.g. P or T on a Shapes layer, and the mode buttons), with one notice."""
+    real = getattr(layer, "__wrapped__", layer)
+    if real in _LOCKED:
+        return
+    _LOCKED.add(real)
+
+    def guard(event=None):
+        mode = str(getattr(real, "mode", "pan_zoom"))
+        if mode not in _SAFE_MODES:
+            real.mode = "pan_zoom"
+            from napari.utils.notifications import show_info
+
+            show_info(f"'{real.name}' is a Segger result layer (read-only); correct cells in the Correct step")
+
+    real.events.mode.connect(guard)
+    guard()
+
+
+def is_locked(layer: Any) -> bool:
+    return getattr(layer, "__wrapped__", layer) in _LOCKED
+
+
+def upsert_layer(viewer: Any, layer_data: tuple, lock: bool = True):
     """Add ``(data, kwargs, type)`` or, when a layer of that name exists, update it in place.
 
     Points, Vectors and Labels are updated in place (data, features, colours), keeping the
@@ -30,14 +65,22 @@ def upsert_layer(viewer: Any, layer_data: tuple):
     kwargs = dict(kwargs)
     name = kwargs["name"]
     existing = find_layer(viewer, name)
-    if existing is not None and _kind(existing) == kind and kind in ("points", "vectors", "labels"):
+    # a Points layer of another length (a new dataset) is replaced, never resized in place: a
+    # hidden layer resized in place keeps per-point state of the old length (napari IndexError)
+    same_points = kind != "points" or existing is None or len(existing.data) == len(data)
+    if existing is not None and _kind(existing) == kind and kind in ("points", "vectors", "labels") and same_points:
         _update(existing, data, kwargs, kind)
+        if lock:
+            lock_layer(existing)
         return existing
+    active = viewer.layers.selection.active
+    was_active = existing is not None and _same(active, existing)
     index = None
     keep = {}
     if existing is not None:
         index = list(viewer.layers).index(existing)
-        keep = {"visible": existing.visible, "opacity": existing.opacity}
+        if same_points:  # the user's display settings of this result survive a re-run
+            keep = {"visible": existing.visible, "opacity": existing.opacity}
         viewer.layers.remove(existing)
     adder = getattr(viewer, f"add_{kind}")
     kwargs.update(keep)
@@ -46,6 +89,13 @@ def upsert_layer(viewer: Any, layer_data: tuple):
         cur = list(viewer.layers).index(layer)
         if cur != index:
             viewer.layers.move(cur, index)
+    # adding a layer makes it active: give the user back the layer they were working on
+    if was_active:
+        viewer.layers.selection.active = layer
+    elif active is not None and any(_same(active, l) for l in viewer.layers):
+        viewer.layers.selection.active = active
+    if lock:
+        lock_layer(layer)
     return layer
 
 

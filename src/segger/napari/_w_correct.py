@@ -37,16 +37,18 @@ from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row, dspin, spin
 from segger.napari._jobs import notify_error
 from segger.napari._state import data_source_of
-from segger.napari._viewer import find_layer, upsert_layer
+from segger.napari._viewer import find_layer, lock_layer, upsert_layer
 from segger.napari.layers import (
     CHANGED_RGBA,
     CORRECTED_RGBA,
+    LAYER_ATTENTION,
     LAYER_CELLS,
     LAYER_CHANGES,
     LAYER_CORRECTIONS,
     LAYER_SELECTED,
     LAYER_SELECTION,
     LAYER_TRANSCRIPTS,
+    LAYER_TX_EDGES,
     SELECTED_RGBA,
     UNITS,
     PointIndex,
@@ -460,6 +462,7 @@ class CorrectWidget(SeggerWidget):
                 return None
             active = self.viewer.layers.selection.active
             layer = self.viewer.add_points(data, **kwargs)
+            lock_layer(layer)
             if active is not None:
                 self.viewer.layers.selection.active = active
             if self.active:
@@ -507,7 +510,9 @@ class CorrectWidget(SeggerWidget):
 
     def _binding_targets(self) -> list:
         targets = [self.viewer]
-        for name in (LAYER_TRANSCRIPTS, LAYER_SELECTION, LAYER_CORRECTIONS, LAYER_CHANGES, LAYER_SELECTED):
+        # every Segger layer: whichever of them is active, its keymap must not shadow the keys
+        for name in (LAYER_TRANSCRIPTS, LAYER_SELECTION, LAYER_CORRECTIONS, LAYER_CHANGES, LAYER_SELECTED,
+                     LAYER_CELLS, LAYER_ATTENTION, LAYER_TX_EDGES):
             layer = find_layer(self.viewer, name)
             if layer is not None:
                 targets.append(layer)
@@ -578,6 +583,7 @@ class CorrectWidget(SeggerWidget):
         if target or self._picking:
             self._picking = False
             self.pick_target_at(y, x)
+            self._clear_error()
             return -1
         row = self.hit_test(y, x)
         if row < 0:
@@ -591,8 +597,14 @@ class CorrectWidget(SeggerWidget):
                 self._clicked.append(row)
         else:
             self._clicked = [row]
+        self._clear_error()
         self._selection_changed()
         return row
+
+    def _clear_error(self) -> None:
+        """A success replaces the error line of an earlier miss."""
+        if self.panel.status.text().startswith("error:"):
+            self.panel.status.setText("")
 
     def _tolerance(self) -> float:
         """Hit radius in µm: half a point, or a few screen pixels at the current zoom."""
@@ -605,7 +617,9 @@ class CorrectWidget(SeggerWidget):
         if camera is None:
             camera = getattr(self.viewer, "camera", None)
         zoom = float(getattr(camera, "zoom", 1.0) or 1.0)
-        return max(size / 2.0, CLICK_TOLERANCE_PX / zoom)
+        # a click anywhere on the drawn disc, plus a few screen pixels (at high zoom the pixels
+        # are tiny, the disc is what the user aims at)
+        return size / 2.0 + CLICK_TOLERANCE_PX / zoom
 
     def point_index(self) -> PointIndex:
         """KD-tree of ``segger transcripts`` in world µm, built once per layer data (and transform)."""
@@ -919,6 +933,11 @@ class CorrectWidget(SeggerWidget):
         self.export_button.setEnabled(self.store is not None)
         if not self.busy:
             self.finetune_button.setEnabled(self.state.model is not None and self.state.prediction is not None)
+        if self._base_result is None:
+            self.summary.setText("Run Predict first; then correct and fine-tune.")
+        elif self.summary.text().startswith("Run Predict first"):
+            self.summary.setText("Turn Correction mode on, click transcripts, pick a target (T), press A/U/M/S; "
+                                 "then Fine-tune [F].")
         self._update_labels()
 
     def finetune_config(self):
@@ -985,8 +1004,11 @@ class CorrectWidget(SeggerWidget):
         bundle = out["prediction"].bundle
         run = _FinetunedRun(out["model"], bundle, base_run, self._history, cfg)
         run.info.update(seconds=out["seconds"], n_corrections=out["n_corrections"])
+        n = (self.state.models[-1]["id"] + 1) if self.state.models else 1
         self.state.set_model(out["model"], run, {"finetuned": True, "n_corrections": out["n_corrections"],
-                                                 "history": list(self._history), "seconds": out["seconds"]})
+                                                 "vocab": bundle.vocab,
+                                                 "history": list(self._history), "seconds": out["seconds"]},
+                             label=f"model {n} (fine-tuned on {out['n_corrections']:,} corrections)")
         self.state.set_prediction(out["prediction"])
         self._set_base(out["base"], full=True)
         changed = np.asarray(out["changed"], dtype=np.int64)

@@ -64,6 +64,10 @@ class ExportWidget(SeggerWidget):
         if self.busy:
             return
         self.export_button.setEnabled(self.state.result is not None)
+        if self.state.result is None:
+            self.written.setText("Run Predict first; then export.")
+        elif self.written.text().startswith("Run Predict first"):
+            self.written.setText("Ready: choose a folder and press Export.")
         self.checks["model"].setEnabled(self.state.run is not None)
         if self.state.run is None:
             self.checks["model"].setChecked(False)

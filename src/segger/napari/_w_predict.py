@@ -26,6 +26,7 @@ from segger import schema as S
 from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row, dspin, spin
 from segger.napari._viewer import find_layer, upsert_layer
+from segger.napari._plots import HistogramPlot
 from segger.napari.layers import (
     LAYER_ATTENTION,
     LAYER_CELLS,
@@ -37,6 +38,11 @@ from segger.napari.layers import (
     result_to_points,
 )
 from segger.progress import Progress
+
+#: slider resolution (the box next to it takes any value)
+CUT_STEPS = 1000
+#: warn when more than this share of the transcripts would become fragments
+FRAGMENT_WARNING = 0.5
 
 EDGE_TYPES = {
     "transcript → nucleus": ("tx", "belongs", "bd"),
@@ -66,18 +72,41 @@ class PredictWidget(SeggerWidget):
         hl = QHBoxLayout(srow)
         hl.setContentsMargins(0, 0, 0, 0)
         self.cut_slider = QSlider(Qt.Orientation.Horizontal)
-        self.cut_slider.setRange(0, 100)
-        self.cut_slider.setValue(50)
-        self.cut_label = QLabel("0.50")
+        self.cut_slider.setRange(0, CUT_STEPS)
+        self.cut_slider.setValue(CUT_STEPS // 2)
+        self.cut_slider.setSingleStep(10)
+        self.cut_slider.setPageStep(100)
+        self.cut_box = dspin(0.0, 1.0, 0.5, "Exact score cut (type a value)", decimals=3, step=0.01)
+        self.cut_label = self.cut_box  # the value shown next to the slider
         hl.addWidget(self.cut_slider, 1)
-        hl.addWidget(self.cut_label)
+        hl.addWidget(self.cut_box)
         add_row(form, "score cut", srow,
                 "Minimum score to join a cell. Moving it re-thresholds the cached scores instantly "
                 "(no GNN re-run).")
+        self.hist = HistogramPlot(title="scores (red line: cut)")
+        self.hist.setToolTip("How many transcripts have each best-candidate score: transcripts left of the "
+                             "red line leave their cell (unassigned, or a fragment beyond the reach)")
+        form.addRow(self.hist)
+        self.counts = QLabel("")
+        self.counts.setWordWrap(True)
+        form.addRow(self.counts)
         self.fragments = QCheckBox("Group leftover transcripts into fragments")
         self.fragments.setChecked(True)
-        self.fragments.setToolTip("Transcripts without a confident cell are grouped into fragment cells")
+        self.fragments.setToolTip("Transcripts beyond every nucleus' reach are grouped into fragment cells")
         form.addRow(self.fragments)
+        from segger.prediction import PredictConfig
+
+        dflt = PredictConfig()
+        self.max_frag_size = add_row(form, "max fragment size", spin(
+            1, 1_000_000, dflt.max_fragment_size,
+            "A nucleus-free group with more transcripts than this is not one cell: left unassigned"))
+        self.max_frag_extent = add_row(form, "max fragment extent", dspin(
+            1.0, 1000.0, dflt.max_fragment_extent,
+            "Longest side (µm) a fragment may span; a larger group is left unassigned", suffix=" µm"))
+        self.reach = add_row(form, "reach", dspin(
+            0.0, 1000.0, 0.0, "How far (µm from a nucleus outline) a transcript may join that nucleus; "
+            "fragments form only beyond it. 0 = the reach estimated from this sample", suffix=" µm"))
+        self.reach.setSpecialValueText("estimated")
         self.outlines = QCheckBox(f"Draw cell outlines ('{LAYER_CELLS}')")
         self.outlines.setChecked(True)
         form.addRow(self.outlines)
@@ -123,7 +152,10 @@ class PredictWidget(SeggerWidget):
         self._assign_timer.timeout.connect(self.reassign)
 
         self.cut_slider.valueChanged.connect(self._on_cut)
+        self.cut_box.valueChanged.connect(self._on_cut_box)
         self.fragments.toggled.connect(lambda *_: self.reassign())
+        for w in (self.max_frag_size, self.max_frag_extent, self.reach):
+            w.valueChanged.connect(lambda *_: self._assign_timer.start())
         self.outlines.toggled.connect(lambda *_: self._timer.start())
         self.predict_button.clicked.connect(self.predict)
         self.attention_button.clicked.connect(self.show_attention)
@@ -137,28 +169,53 @@ class PredictWidget(SeggerWidget):
     # ---------------------------------------------------------------------------------------
     @property
     def score_cut(self) -> float:
-        return self.cut_slider.value() / 100.0
+        return float(self.cut_box.value())
 
     def set_score_cut(self, value: float) -> None:
         """Set the score cut and re-threshold now (programmatic; the slider coalesces drags)."""
-        self.cut_slider.blockSignals(True)
-        self.cut_slider.setValue(int(round(value * 100)))
-        self.cut_slider.blockSignals(False)
-        self.cut_label.setText(f"{self.score_cut:.2f}")
+        self.cut_box.setValue(float(value))  # moves the slider too, then re-thresholds
         self._assign_timer.stop()
         self.reassign()
+
+    def _on_cut_box(self, value: float) -> None:
+        v = int(round(value * CUT_STEPS))
+        if self.cut_slider.value() != v:
+            self.cut_slider.blockSignals(True)
+            self.cut_slider.setValue(v)
+            self.cut_slider.blockSignals(False)
+        self._assign_timer.start()
+
+    def fragment_rule(self) -> dict:
+        return dict(max_fragment_size=int(self.max_frag_size.value()),
+                    max_fragment_extent=float(self.max_frag_extent.value()),
+                    max_distance=(None if self.reach.value() <= 0 else float(self.reach.value())))
 
     def refresh_enabled(self) -> None:
         if self.busy:
             return
-        ready = self.state.bundle is not None and self.state.model is not None
+        st = self.state
+        ready = st.bundle is not None and st.model is not None
         self.predict_button.setEnabled(ready)
         self.attention_button.setEnabled(ready)
-        has_pred = self.state.prediction is not None
-        self.cut_slider.setEnabled(has_pred)
-        self.fragments.setEnabled(has_pred)
+        has_pred = st.prediction is not None
+        for w in (self.cut_slider, self.cut_box, self.fragments, self.max_frag_size, self.max_frag_extent,
+                  self.reach):
+            w.setEnabled(has_pred)
         if not ready:
-            self.summary.setText("Build a graph and train or load a model first.")
+            self.summary.setText("Build a graph (Data) and train or load a model (Train) first."
+                                 if st.bundle is None else "Train or load a model first (Train).")
+            self.counts.setText("")
+            self.hist.set_data([], [])
+        elif not has_pred:
+            self.summary.setText(f"Ready: press Predict to segment with {st.model_label()}.")
+            self.counts.setText("")
+            self.hist.set_data([], [])
+        elif st.stale:
+            self.summary.setText(
+                f"The layers show {st.model_label(st.prediction_model_id)}; the current model is "
+                f"{st.model_label()}: press Predict to update them.")
+        elif st.result is not None:
+            self.summary.setText(self._summary_text(st.result))
 
     def _on_model(self) -> None:
         heads = None
@@ -170,7 +227,9 @@ class PredictWidget(SeggerWidget):
         self.refresh_enabled()
 
     def _on_cut(self, value: int) -> None:
-        self.cut_label.setText(f"{value / 100:.2f}")
+        self.cut_box.blockSignals(True)
+        self.cut_box.setValue(value / CUT_STEPS)
+        self.cut_box.blockSignals(False)
         # coalesce a drag's many valueChanged events into one re-threshold per event-loop pass
         self._assign_timer.start()
 
@@ -183,18 +242,34 @@ class PredictWidget(SeggerWidget):
         model, bundle = self.state.model, self.state.bundle
         cut, frags = self.score_cut, self.fragments.isChecked()
         device = self.device_combo.currentText()
+        rule = self.fragment_rule()
+        vocab = self.state.model_vocab()
+        holder: dict = {}
 
         def job():
+            nonlocal bundle
             from segger.prediction import PredictConfig, iter_predict
 
-            config = PredictConfig(score_cut=cut, fragments=frags, device=device)
+            if vocab is not None and list(vocab.genes) != list(bundle.vocab.genes):
+                # another gene panel than the model's: genes it does not know get its unknown token
+                from segger.data import build_graph
+
+                yield Progress("predict", 0, None, "matching the genes to the model's vocabulary")
+                bundle = build_graph(bundle.transcripts, bundle.nuclei, bundle.params, vocab=vocab)
+                holder["bundle"] = bundle
+            config = PredictConfig(score_cut=cut, fragments=frags, device=device, **rule)
             prediction = yield from iter_predict(model, bundle, config)
             result = prediction.assign(score_cut=cut, fragments=frags)
             yield Progress("predict", 1, 1, "preparing layers")
             points = result_to_points(result)
             return prediction, result, points
 
-        self.job.start(job, desc="Predict", on_done=self._apply_prediction)
+        def done(out):
+            if "bundle" in holder:  # the graph with the model's gene tokens replaces the old one
+                self.state.set_bundle(holder["bundle"], {**self.state.bundle_source, "vocab": "model"})
+            self._apply_prediction(out)
+
+        self.job.start(job, desc="Predict", on_done=done)
 
     @staticmethod
     def _raise(exc):
@@ -203,13 +278,24 @@ class PredictWidget(SeggerWidget):
     def _apply_prediction(self, out) -> None:
         prediction, result, points = out
         self.state.set_prediction(prediction)
+        points[1].setdefault("metadata", {}).setdefault("segger", {})["model"] = self.state.model_label()
         existing = find_layer(self.viewer, LAYER_TRANSCRIPTS)
-        upsert_layer(self.viewer, points)
-        if existing is None:
+        replaced = existing is not None and len(existing.data) != len(points[0])
+        layer = upsert_layer(self.viewer, points)
+        layer.visible = True
+        if existing is None or replaced:
             self._hide_inputs()
+        self._show_histogram(prediction)
         self._set_result(result, layer_done=True)
         self._timer.start()
         self.refresh_enabled()
+
+    def _show_histogram(self, prediction) -> None:
+        score = np.asarray(prediction.best_score, dtype=float)
+        has = np.asarray(prediction.best_bd) >= 0
+        counts, edges = np.histogram(score[has], bins=40, range=(0.0, 1.0))
+        self.hist.set_data(edges, counts)
+        self.hist.set_marker(self.score_cut)
 
     def _hide_inputs(self) -> None:
         """Hide the input transcripts layer once the coloured result covers it."""
@@ -224,12 +310,41 @@ class PredictWidget(SeggerWidget):
         if pred is None:
             return
         try:
+            self._apply_rule(pred)
             result = pred.assign(score_cut=self.score_cut, fragments=self.fragments.isChecked())
             self._set_result(result)
         except Exception as exc:  # noqa: BLE001
             self.guarded(self._raise, exc)
             return
         self._timer.start()
+
+    def _apply_rule(self, pred) -> None:
+        """Fragment caps and reach of the widget onto the cached prediction (no GNN re-run)."""
+        import dataclasses
+
+        rule = self.fragment_rule()
+        cfg = pred.config
+        if (cfg.max_fragment_size, cfg.max_fragment_extent) != (rule["max_fragment_size"], rule["max_fragment_extent"]):
+            pred.config = dataclasses.replace(cfg, max_fragment_size=rule["max_fragment_size"],
+                                              max_fragment_extent=rule["max_fragment_extent"])
+        before = pred.max_distance
+        pred.set_rule(rule["max_distance"])  # a no-op when the reach is unchanged
+        if pred.max_distance != before:
+            self._show_histogram(pred)
+
+    def _summary_text(self, result) -> str:
+        kind = result[S.ASSIGNMENT].astype(str).to_numpy()
+        ids = result[S.SEGGER_CELL_ID].to_numpy()
+        in_cell = np.isin(kind, ["nucleus", "cytoplasm"])
+        in_frag = kind == "fragment"
+        n_cells = pd.unique(ids[in_cell]).size
+        n_frag = pd.unique(ids[in_frag]).size
+        n = max(len(result), 1)
+        pred = self.state.prediction
+        reach = f"; reach {pred.max_distance:.1f} µm" if pred is not None else ""
+        return (f"{n_cells:,} cells ({in_cell.sum() / n:.1%} of {len(result):,} transcripts), "
+                f"{n_frag:,} fragments ({in_frag.sum() / n:.1%}), {(kind == 'none').sum() / n:.1%} unassigned "
+                f"at score cut {self.score_cut:.3f}{reach}; made by {self.state.model_label(self.state.prediction_model_id)}")
 
     def _set_result(self, result, layer_done: bool = False) -> None:
         if not layer_done:
@@ -238,20 +353,22 @@ class PredictWidget(SeggerWidget):
                 recolor_points(layer, result)
             else:
                 upsert_layer(self.viewer, result_to_points(result))
-        self.state.set_result(result, {"score_cut": self.score_cut, "fragments": self.fragments.isChecked()})
+        self.state.set_result(result, {"score_cut": self.score_cut, "fragments": self.fragments.isChecked(),
+                                       **self.fragment_rule()})
         kind = result[S.ASSIGNMENT].astype(str).to_numpy()
         ids = result[S.SEGGER_CELL_ID].to_numpy()
+        n = max(len(result), 1)
         in_cell = np.isin(kind, ["nucleus", "cytoplasm"])
         in_frag = kind == "fragment"
-        n_cells = pd.unique(ids[in_cell]).size
-        n_frag = pd.unique(ids[in_frag]).size
-        n = max(len(result), 1)
-        kinds = pd.Series(kind).value_counts()
-        self.summary.setText(
-            f"{n_cells:,} cells ({in_cell.sum() / n:.1%} of {len(result):,} transcripts), "
-            f"{n_frag:,} fragments ({in_frag.sum() / n:.1%}) at score cut {self.score_cut:.2f}; "
-            + ", ".join(f"{k} {kinds.get(k, 0):,}" for k in S.ASSIGNMENT_KINDS)
-        )
+        self.summary.setText(self._summary_text(result))
+        self.hist.set_marker(self.score_cut)
+        self.counts.setText(
+            f"<b>{pd.unique(ids[in_cell]).size:,}</b> cells · <b>{pd.unique(ids[in_frag]).size:,}</b> fragments · "
+            f"<b>{(kind == 'none').sum():,}</b> unassigned transcripts")
+        if in_frag.sum() / n > FRAGMENT_WARNING:
+            self.counts.setText(self.counts.text() + (
+                f"<br><span style='color:#ff8c3c'>Warning: {in_frag.sum() / n:.0%} of the transcripts are in "
+                "fragments (no nucleus): the score cut is probably too high, or the reach too short.</span>"))
 
     # --- outlines, off the GUI thread, debounced, stale results dropped ---------------------
     def _update_outlines(self) -> None:

@@ -28,6 +28,46 @@ from segger.progress import Progress
 from segger.validation import qc_rows
 
 NO_REFERENCE = "(none)"
+LAYER_HIGHLIGHT = "segger highlight"
+
+
+def _cell_yx(result, cell_id: str) -> np.ndarray:
+    m = result[S.SEGGER_CELL_ID].astype(str).to_numpy() == str(cell_id)
+    return np.column_stack([result[S.Y].to_numpy(float)[m], result[S.X].to_numpy(float)[m]])
+
+
+def zoom_to_cell(viewer, result, cell_id: str) -> None:
+    """Centre the canvas on a cell and zoom so that it fills about a third of the view."""
+    if result is None:
+        return
+    yx = _cell_yx(result, cell_id)
+    if not len(yx):
+        return
+    lo, hi = yx.min(axis=0), yx.max(axis=0)
+    cam = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
+    cam.center = tuple((lo + hi) / 2)
+    real = getattr(viewer, "__wrapped__", viewer)
+    size = getattr(getattr(real, "canvas", None), "size", None) or (600, 800)
+    extent = float(max(np.max(hi - lo), 5.0))
+    cam.zoom = float(min(size[-2:]) / (3.0 * extent))
+
+
+def highlight_cell(viewer, result, cell_id: str) -> None:
+    """Ring the picked cell (its transcripts' hull, 1 µm out) in ``segger highlight``."""
+    import shapely
+
+    from segger.napari._viewer import upsert_layer
+    from segger.napari.layers import polygons_to_yx
+
+    yx = _cell_yx(result, cell_id) if result is not None else np.zeros((0, 2))
+    if not len(yx):
+        return
+    hull = shapely.MultiPoint(yx[:, ::-1]).convex_hull.buffer(1.0)
+    ring = polygons_to_yx([hull])
+    data = (ring, dict(name=LAYER_HIGHLIGHT, shape_type="polygon", edge_color="yellow", edge_width=0.8,
+                       face_color=[1, 1, 0, 0.0], features={"cell_id": [str(cell_id)]},
+                       metadata={"segger": {"kind": "highlight", "cell_id": str(cell_id)}}), "shapes")
+    upsert_layer(viewer, data)
 
 
 def cell_stats(result, cell_id: str, reference_column: str | None = None) -> dict:
@@ -52,6 +92,21 @@ def cell_stats(result, cell_id: str, reference_column: str | None = None) -> dic
         else:
             out["reference"] = (S.UNASSIGNED, 0.0)
     return out
+
+
+def cells_without_fragments(result):
+    """(result with fragment transcripts unassigned, number of fragments, their transcripts)."""
+    if S.ASSIGNMENT not in result.columns:
+        return result, 0, 0
+    frag = (result[S.ASSIGNMENT].astype(str) == "fragment").to_numpy()
+    if not frag.any():
+        return result, 0, 0
+    out = result.copy(deep=False)
+    ids = out[S.SEGGER_CELL_ID].to_numpy(dtype=object).copy()
+    n_frag = int(len(np.unique(ids[frag].astype(str))))
+    ids[frag] = S.UNASSIGNED
+    out[S.SEGGER_CELL_ID] = ids
+    return out, n_frag, int(frag.sum())
 
 
 def format_cell_stats(st: dict) -> str:
@@ -86,12 +141,16 @@ class QCWidget(SeggerWidget):
         form.addRow(self.pick)
         self.qc_button = QPushButton("Compute QC")
         self.body.addWidget(self.qc_button)
+        self.counts = QLabel("")
+        self.counts.setWordWrap(True)
+        self.body.addWidget(self.counts)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["metric", "segger", "reference"])
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(180)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -100,7 +159,12 @@ class QCWidget(SeggerWidget):
         self.body.addWidget(self.table)
         self.hist = HistogramPlot(title="score histogram (red: score cut)")
         self.body.addWidget(self.hist)
-        mecr_label = QLabel("Cells co-expressing mutually exclusive genes (MECR):")
+        mecr_label = QLabel(
+            "MECR (mutually exclusive co-expression rate): gene pairs that are almost never seen in "
+            "the same nucleus (e.g. markers of two cell types); a cell holding both likely merges "
+            "two cells. Lower is better. Cells holding such pairs (click to zoom to one):")
+        mecr_label.setToolTip("Pairs among the 60 most detected nuclear genes with a co-occurrence rate ≤ 0.03 "
+                              "in nuclei; MECR is averaged over cells with ≥ 5 transcripts")
         mecr_label.setWordWrap(True)
         self.body.addWidget(mecr_label)
         self.flagged = QListWidget()
@@ -116,8 +180,7 @@ class QCWidget(SeggerWidget):
         self._tree_for = None
 
         self.qc_button.clicked.connect(self.compute)
-        self.flagged.itemClicked.connect(lambda it: self.select_cell(it.data(256)))
-        self.flagged.itemDoubleClicked.connect(lambda it: self.select_cell(it.data(256), center=True))
+        self.flagged.itemClicked.connect(lambda it: self.select_cell(it.data(256), center=True))
         self.state.result_changed.connect(self._on_result)
         self.state.cell_selected.connect(self._show_cell)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
@@ -159,7 +222,15 @@ class QCWidget(SeggerWidget):
             from segger.validation import qc_report
 
             yield Progress("qc", 0, 1, "computing metrics")
-            return qc_report(result, reference_column=ref)
+            # cell metrics over nucleus-anchored cells only (as Predict counts them); fragments
+            # are reported apart (core helper wanted: qc_report(..., fragments_as_cells=False))
+            cells_only, n_frag, n_frag_tx = cells_without_fragments(result)
+            report = qc_report(cells_only, reference_column=ref)
+            report["n_fragments"], report["n_fragment_transcripts"] = n_frag, n_frag_tx
+            if S.ASSIGNMENT in result.columns:
+                report["assignment_counts"] = {str(k): int(v) for k, v in
+                                               result[S.ASSIGNMENT].astype(str).value_counts().items()}
+            return report
 
         self.job.start(job, desc="QC", on_done=self._apply)
 
@@ -170,10 +241,20 @@ class QCWidget(SeggerWidget):
     def _apply(self, report: dict) -> None:
         self.report = report
         rows = qc_rows(report)
+        n_tx = max(int(report.get("n_transcripts") or 0), 1)
+        rows.insert(3, ("fragments (no nucleus; not counted as cells)",
+                        f"{report.get('n_fragments', 0):,} ({report.get('n_fragment_transcripts', 0) / n_tx:.1%} of transcripts)",
+                        "-"))
+        tpc = report.get("transcripts_per_cell") or {}
+        self.counts.setText(
+            f"<b>{int(tpc.get('n_cells') or 0):,}</b> cells holding {report.get('fraction_assigned') or 0:.1%} of "
+            f"the transcripts; <b>{report.get('n_fragments', 0):,}</b> fragments apart")
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
-                self.table.setItem(r, c, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                self.table.setItem(r, c, item)
         self.table.resizeRowsToContents()
         score = report.get("score") or {}
         self.hist.set_data(score.get("bins") or [], score.get("counts") or [])
@@ -196,12 +277,7 @@ class QCWidget(SeggerWidget):
             return
         self.state.cell_selected.emit(str(cell_id))
         if center:
-            st = cell_stats(self.state.result, cell_id) if self.state.result is not None else {}
-            if "centroid" in st:
-                x, y = st["centroid"]
-                cam = getattr(getattr(self.viewer, "scene", None), "camera", None) or self.viewer.camera
-                cam.center = (y, x)
-                cam.zoom = max(cam.zoom, 8.0)
+            zoom_to_cell(self.viewer, self.state.result, str(cell_id))
 
     def _show_cell(self, cell_id: str) -> None:
         result = self.state.result
@@ -209,6 +285,7 @@ class QCWidget(SeggerWidget):
             return
         st = cell_stats(result, cell_id, self.reference_column())
         self.cell_info.setText(format_cell_stats(st))
+        highlight_cell(self.viewer, result, cell_id)
         layer = find_layer(self.viewer, LAYER_CELLS)
         if layer is not None and type(getattr(layer, "__wrapped__", layer)).__name__ == "Labels":
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,13 @@ class TrainWidget(SeggerWidget):
         for b in (self.train_button, self.load_button, self.save_button):
             hl.addWidget(b)
         self.body.addWidget(row)
-        self.plot = CurvePlot(title="loss / val AUROC")
+        self.plot = CurvePlot(title="training curve")
+        self.plot.setToolTip(
+            "loss (left axis) per epoch; val AUROC (expression) = how well the expression term alone "
+            "separates the held-out links (right axis): the honest number, since distance alone already "
+            "gives val AUROC (all) ≈ 1 on nucleus links")
         self.body.addWidget(self.plot)
-        self.info = QLabel("Build a graph first (Data & graph).")
+        self.info = QLabel("No model yet.")
         self.info.setWordWrap(True)
         self.body.addWidget(self.info)
         self.body.addStretch(1)
@@ -111,7 +116,8 @@ class TrainWidget(SeggerWidget):
         self.save_button.clicked.connect(self._save_dialog)
         self.new_radio.toggled.connect(self.refresh_enabled)
         self.state.bundle_changed.connect(self.refresh_enabled)
-        self.state.model_changed.connect(self.refresh_enabled)
+        self.state.model_changed.connect(self._on_model)
+        self._note = ""
         self.set_controls(self.train_button, self.load_button, self.save_button, self.epochs, self.lr,
                           self.device_combo, self.size_combo, self.ckpt_path, self.browse_button,
                           self.new_radio, self.ckpt_radio)
@@ -126,8 +132,49 @@ class TrainWidget(SeggerWidget):
         self.load_button.setEnabled(has_bundle)
         self.save_button.setEnabled(self.state.run is not None)
         self.size_combo.setEnabled(self.new_radio.isChecked())
-        if not has_bundle:
-            self.info.setText("Build a graph first (Data & graph).")
+        self.info.setText(self.model_text() + (f" {self._note}" if self._note else ""))
+        self.show_history()
+
+    def _on_model(self) -> None:
+        self._note = ""
+        self.refresh_enabled()
+
+    def model_text(self) -> str:
+        """What Train says about the current model (from the shared state)."""
+        st = self.state
+        if st.model is None:
+            return "No model yet: press Train (a tiny model trains in seconds on a crop)."
+        hist = st.model_info.get("history") or []
+        last = hist[-1] if hist else {}
+        parts = [f"Current model: {st.model_label()}"]
+        if hist:
+            parts.append(f"{len(hist)} epoch(s)")
+        dot = last.get("val_auroc_dot", float("nan"))
+        if isinstance(dot, float) and math.isfinite(dot):
+            parts.append(f"val AUROC (expression) {dot:.3f}")
+        if st.model_info.get("seconds"):
+            parts.append(f"{st.model_info['seconds']:.1f} s")
+        text = ", ".join(parts) + "."
+        if st.model_info.get("checkpoint"):
+            text += f" Loaded {Path(st.model_info['checkpoint']).name}."
+        return text
+
+    def show_history(self) -> None:
+        """Draw the current model's epochs (a reopened Train keeps its curve)."""
+        if self.busy:
+            return
+        hist = self.state.model_info.get("history") or []
+        self.plot.clear()
+        for rec in hist:
+            self._plot_epoch(rec)
+
+    def _plot_epoch(self, m: dict) -> None:
+        x = float(m.get("epoch", 0))
+        for key, name in (("loss", "loss"), ("val_loss", "val loss"), ("val_auroc_dot", "val AUROC (expression)"),
+                          ("val_auroc", "val AUROC (all)")):
+            v = m.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.plot.add_point(name, x, float(v))
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Segger checkpoint", "", "Checkpoints (*.pt *.ckpt);;All (*)")
@@ -176,7 +223,7 @@ class TrainWidget(SeggerWidget):
             self.guarded(self._reraise, exc)
             return
         bundle = self.state.bundle
-        holder: dict = {}
+        holder: dict = {"previous": self.state.model}
 
         def job():
             from segger.training import TrainingRun
@@ -198,6 +245,8 @@ class TrainWidget(SeggerWidget):
 
         self.plot.clear()
         self._last_step = 0
+        self._t0 = time.perf_counter()
+        self._epochs_total = int(config.epochs)
         self.job.start(job, desc="Train", on_yield=self._on_progress, on_done=self._apply,
                        on_cancel=lambda: self._apply(holder, cancelled=True))
 
@@ -211,44 +260,57 @@ class TrainWidget(SeggerWidget):
     def _on_progress(self, ev: Progress) -> None:
         m = ev.metrics or {}
         if "val_auroc" in m:  # end of an epoch
-            self.plot.add_point("val AUROC", float(m.get("step", ev.step)), float(m["val_auroc"]))
-            auroc = m.get("val_auroc", float("nan"))
+            self._plot_epoch(m)
+            epoch = int(m.get("epoch", 0))
+            dot = m.get("val_auroc_dot", float("nan"))
             loss = m.get("loss", float("nan"))
+            per = (time.perf_counter() - self._t0) / max(epoch, 1)
+            left = max(self._epochs_total - epoch, 0) * per
             self.info.setText(
-                f"epoch {int(m.get('epoch', 0))}: loss {loss:.4f}"
-                + (f", val AUROC {auroc:.3f}" if math.isfinite(auroc) else "")
+                f"epoch {epoch}/{self._epochs_total}: loss {loss:.4f}"
+                + (f", val AUROC (expression) {dot:.3f}" if math.isfinite(dot) else "")
+                + f"; {per:.1f} s/epoch, about {left:.0f} s left"
             )
         elif "loss" in m:
             self._last_step = ev.step
-            self.plot.add_point("loss", float(ev.step), float(m["loss"]))
 
     def _apply(self, holder: dict, cancelled: bool = False) -> None:
         run = holder.get("run")
         if run is None:  # cancelled before the model existed
             self.info.setText("Training cancelled before it started; no model.")
             return
+        from napari.utils.notifications import show_info
+
+        hist = run.history
+        previous = holder.get("previous")
+        if cancelled and previous is not None:
+            # a cancelled re-train never replaces a good model: the layers were made with it
+            msg = f"Training cancelled: kept {self.state.model_label()}"
+            show_info(msg)
+            self._note = "Training cancelled: the cancelled run's weights were discarded."
+            self.info.setText(self.model_text() + " " + self._note)
+            self.panel.status.setText("Train: cancelled (previous model kept)")
+            return
         if holder.get("rebuilt"):
             self.state.set_bundle(holder["bundle"], {**self.state.bundle_source, "vocab": "checkpoint"})
-        hist = run.history
-        info = {"history": list(hist), "cancelled": cancelled, "config": run.config.to_dict()}
-        self.state.set_model(run.model, run, info)
-        last = hist[-1] if hist else {}
+        seconds = float(run.info.get("seconds", 0) or (time.perf_counter() - self._t0))
+        info = {"history": list(hist), "cancelled": cancelled, "config": run.config.to_dict(), "seconds": seconds,
+                "vocab": run.bundle.vocab,
+                "finetuned_from": self.ckpt_path.text().strip() if self.ckpt_radio.isChecked() else None}
+        n = (self.state.models[-1]["id"] + 1) if self.state.models else 1
+        kind = "fine-tuned" if self.ckpt_radio.isChecked() else "trained"
+        label = f"model {n} ({kind}, {len(hist)} epoch(s){', cancelled' if cancelled else ''})"
+        self.state.set_model(run.model, run, info, label=label)
+        self.refresh_enabled()
         if cancelled:
-            from napari.utils.notifications import show_info
-
-            msg = (f"Training cancelled after {len(hist)} epoch(s); keeping the weights of the last "
-                   "completed step")
+            msg = f"Training cancelled after {len(hist)} epoch(s): weights kept"
             show_info(msg)
-            self.info.setText(msg + ".")
+            self._note = msg + "."
+            self.info.setText(self.model_text() + " " + self._note)
             self.panel.status.setText("Train: cancelled (weights kept)")
         else:
-            auroc = last.get("val_auroc", float("nan"))
-            self.info.setText(
-                f"Trained {len(hist)} epoch(s) in {run.info.get('seconds', 0):.1f} s"
-                + (f"; val AUROC {auroc:.3f}" if math.isfinite(auroc) else "")
-                + ". Next: Predict."
-            )
-        self.refresh_enabled()
+            self._note = "Next: Predict."
+            self.info.setText(self.model_text() + " " + self._note)
 
     # ---------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -279,8 +341,12 @@ class TrainWidget(SeggerWidget):
             model, b, rebuilt, payload = out
             if rebuilt:
                 self.state.set_bundle(b, {**self.state.bundle_source, "vocab": "checkpoint"})
-            self.state.set_model(model, None, {"checkpoint": ckpt, "metrics": payload.get("metrics", {})})
-            self.info.setText(f"Loaded {Path(ckpt).name}. Next: Predict.")
+            metrics = payload.get("metrics", {}) or {}
+            self.state.set_model(model, None, {"checkpoint": ckpt, "metrics": metrics, "vocab": b.vocab,
+                                               "history": [metrics] if metrics else []},
+                                 label=f"{Path(ckpt).name}")
+            self._note = "Next: Predict."
+            self.info.setText(self.model_text() + " " + self._note)
 
         self.job.start(job, desc="Load checkpoint", on_done=done)
 

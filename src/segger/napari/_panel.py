@@ -1,0 +1,193 @@
+"""The one Segger panel: a single dock with the steps as tabs (Data → Train → Predict →
+Review/QC → Correct → Export), each enabled when its inputs exist, under one "what next" line.
+
+The first panel of a session imports PyTorch (6–20 s the first time) in a background thread and
+shows a busy bar meanwhile, so the window never freezes. It also watches the layer list: opening
+another dataset removes the previous dataset's layers and Segger's result layers and resets the
+session (graph, prediction, result; trained models stay in the history).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtWidgets import QLabel, QProgressBar, QTabWidget, QVBoxLayout, QWidget
+
+from segger.napari._state import SeggerState, get_state
+
+#: layers Segger makes (removed when another dataset is opened)
+def _result_layer_names() -> tuple[str, ...]:
+    from segger.napari._w_qc import LAYER_HIGHLIGHT
+    from segger.napari.layers import (
+        LAYER_ATTENTION, LAYER_CELLS, LAYER_CHANGES, LAYER_CORRECTIONS, LAYER_SELECTED, LAYER_SELECTION,
+        LAYER_TRANSCRIPTS, LAYER_TX_EDGES,
+    )
+
+    return (LAYER_TRANSCRIPTS, LAYER_CELLS, LAYER_ATTENTION, LAYER_TX_EDGES, LAYER_SELECTION, LAYER_SELECTED,
+            LAYER_CORRECTIONS, LAYER_CHANGES, LAYER_HIGHLIGHT)
+
+
+DATA_KINDS = ("transcripts", "nuclei", "image")
+
+
+def _dataset_key(layer: Any) -> str | None:
+    meta = ((getattr(layer, "metadata", None) or {}).get("segger", {}) or {})
+    if meta.get("kind") not in DATA_KINDS:
+        return None
+    return str(meta.get("sample") or meta.get("source") or "") or None
+
+
+def watch_datasets(viewer: Any, state: SeggerState) -> None:
+    """Once per viewer: a new dataset's layers replace the previous dataset's (see module doc)."""
+    if getattr(state, "_watching", False):
+        return
+    state._watching = True
+    state.dataset = next((k for k in map(_dataset_key, viewer.layers) if k), None)
+    pending: dict = {}
+
+    def cleanup():
+        new = pending.pop("key", None)
+        if new is None or new == state.dataset:
+            return
+        old = state.dataset
+        state.dataset = new
+        if old is None:
+            return
+        names = set(_result_layer_names())
+        doomed = [l for l in list(viewer.layers)
+                  if l.name in names or (_dataset_key(l) is not None and _dataset_key(l) != new)]
+        for layer in doomed:
+            viewer.layers.remove(layer)
+        state.reset_data()
+        from napari.utils.notifications import show_info
+
+        show_info(f"New dataset: removed {len(doomed)} layer(s) of the previous one; build its graph in Data")
+
+    def on_inserted(event):
+        key = _dataset_key(event.value)
+        if key is not None and key != state.dataset:
+            pending["key"] = key
+            QTimer.singleShot(0, cleanup)  # after the reader has added all of its layers
+
+    viewer.layers.events.inserted.connect(on_inserted)
+
+
+class _Importer(QObject):
+    done = Signal(str)  # "" or the error line
+
+
+_TORCH_READY = threading.Event()
+
+
+def _import_heavy() -> str:
+    try:
+        import segger.corrections  # noqa: F401
+        import segger.data  # noqa: F401
+        import segger.prediction  # noqa: F401
+        import segger.training  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - shown in the panel
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    _TORCH_READY.set()
+    return ""
+
+
+class SeggerPanel(QWidget):
+    """A single dock: the steps of a Segger session as tabs."""
+
+    STEPS = ("Data", "Train", "Predict", "Review/QC", "Correct", "Export")
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.state = get_state(napari_viewer)
+        watch_datasets(napari_viewer, self.state)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        self.hint = QLabel("")
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("QLabel { font-weight: bold; padding: 4px; }")
+        lay.addWidget(self.hint)
+        self.loading = QLabel("Loading PyTorch and the Segger model code (the first time takes 10–20 s)…")
+        self.loading.setWordWrap(True)
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)  # busy animation
+        lay.addWidget(self.loading)
+        lay.addWidget(self.busy_bar)
+        self.tabs = QTabWidget()
+        self.tabs.setUsesScrollButtons(True)
+        self.tabs.setElideMode(Qt.TextElideMode.ElideNone)
+        self.tabs.hide()
+        lay.addWidget(self.tabs, 1)
+        self.steps: dict[str, QWidget] = {}
+        self.ready = False
+        for sig in (self.state.bundle_changed, self.state.model_changed, self.state.prediction_changed,
+                    self.state.result_changed, self.state.corrections_changed):
+            sig.connect(self.refresh)
+        self._importer = _Importer()
+        self._importer.done.connect(self._build)
+        if _TORCH_READY.is_set():
+            QTimer.singleShot(0, lambda: self._build(""))
+        else:
+            threading.Thread(target=lambda: self._importer.done.emit(_import_heavy()),
+                             name="segger-import", daemon=True).start()
+        self.refresh()
+
+    # ---------------------------------------------------------------------------------------
+    def _build(self, error: str) -> None:
+        if self.ready:
+            return
+        if error:
+            self.loading.setText(f"Could not load Segger's model code: {error}")
+            self.busy_bar.setRange(0, 1)
+            return
+        from segger.napari._common import guard_wheel
+        from segger.napari._w_correct import CorrectWidget
+        from segger.napari._w_data import DataGraphWidget
+        from segger.napari._w_export import ExportWidget
+        from segger.napari._w_predict import PredictWidget
+        from segger.napari._w_qc import QCWidget
+        from segger.napari._w_train import TrainWidget
+
+        for name, cls in zip(self.STEPS, (DataGraphWidget, TrainWidget, PredictWidget, QCWidget, CorrectWidget,
+                                          ExportWidget)):
+            w = cls(self.viewer)
+            w.hint.hide()  # the panel shows the one hint above the tabs
+            self.steps[name] = w
+            self.tabs.addTab(w, name)
+        guard_wheel(self)
+        self.loading.hide()
+        self.busy_bar.hide()
+        self.tabs.show()
+        self.ready = True
+        self.refresh()
+
+    def reset_choices(self, *_: Any) -> None:
+        """napari calls this when layers change: pass it on to the steps."""
+        for w in self.steps.values():
+            w.reset_choices()
+
+    def enabled_steps(self) -> dict[str, bool]:
+        st = self.state
+        has_result = st.result is not None
+        return {"Data": True, "Train": st.bundle is not None,
+                "Predict": st.bundle is not None and st.model is not None,
+                "Review/QC": has_result, "Correct": has_result, "Export": has_result}
+
+    def refresh(self, *_: Any) -> None:
+        step, text = self.state.next_step()
+        self.hint.setText(text)
+        if not self.ready:
+            return
+        for i, (name, ok) in enumerate(self.enabled_steps().items()):
+            self.tabs.setTabEnabled(i, ok)
+            self.tabs.setTabToolTip(i, "" if ok else {
+                "Train": "Build a graph in Data first", "Predict": "Build a graph and train or load a model first",
+            }.get(name, "Run Predict first"))
+
+    def step(self, name: str) -> QWidget:
+        return self.steps[name]
+
+    def go(self, name: str) -> None:
+        self.tabs.setCurrentIndex(self.STEPS.index(name))
