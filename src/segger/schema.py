@@ -28,6 +28,10 @@ Nuclei / boundaries table (``pandas.DataFrame``, one row per nucleus):
 
 Result table = transcripts table + ``segger_cell_id`` (str, ``UNASSIGNED`` when none),
 ``score`` (float32, 0 when no candidate), ``assignment`` (nucleus|cytoplasm|fragment|none).
+
+Graph node and edge types (``HeteroData`` keys; built by :func:`segger.data.build_graph`):
+``TX_TX`` and ``TX_BD`` carry the model's messages (:data:`MESSAGE_EDGES`), ``TX_CAND`` holds the
+candidate links that prediction scores.
 """
 
 TX_ID = "transcript_id"
@@ -49,3 +53,10 @@ SCORE = "score"
 ASSIGNMENT = "assignment"
 UNASSIGNED = "UNASSIGNED"
 ASSIGNMENT_KINDS = ("nucleus", "cytoplasm", "fragment", "none")
+
+TX_NODE, BD_NODE = "tx", "bd"
+TX_TX = (TX_NODE, "neighbors", TX_NODE)
+TX_BD = (TX_NODE, "belongs", BD_NODE)
+TX_CAND = (TX_NODE, "candidate", BD_NODE)
+#: the edge types the GNN passes messages along (the candidates are scored, not passed)
+MESSAGE_EDGES = (TX_BD, TX_TX)

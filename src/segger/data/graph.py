@@ -37,9 +37,7 @@ from segger.data.vocab import GeneVocab
 from segger.errors import SeggerInputError
 from segger.params import check_fields, param
 
-TX_TX = ("tx", "neighbors", "tx")
-TX_BD = ("tx", "belongs", "bd")
-TX_CAND = ("tx", "candidate", "bd")
+TX_TX, TX_BD, TX_CAND = S.TX_TX, S.TX_BD, S.TX_CAND  # declared in segger.schema
 
 
 @dataclass

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import to_hetero
 
+from segger import schema as S
 from segger.errors import SeggerInputError
 from segger.models.segger_model import AttentionGATv2Conv, InputEncoder, Segger
 
@@ -36,7 +37,7 @@ except ImportError:  # pragma: no cover - older torch
 
 __all__ = ["METADATA", "ModelConfig", "build_hetero_model", "AGGREGATIONS"]
 
-METADATA = (["tx", "bd"], [("tx", "belongs", "bd"), ("tx", "neighbors", "tx")])
+METADATA = ([S.TX_NODE, S.BD_NODE], list(S.MESSAGE_EDGES))
 
 #: ``aggr`` values accepted by ``to_hetero``.
 AGGREGATIONS = ("sum", "mean", "max", "min", "mul")
@@ -120,8 +121,8 @@ def _dummy_inputs(num_tx_tokens: int, bd_in_channels: int):
         "bd": torch.zeros(2, bd_in_channels),
     }
     edge_index_dict = {
-        ("tx", "belongs", "bd"): torch.tensor([[0, 1], [0, 1]], dtype=torch.long),
-        ("tx", "neighbors", "tx"): torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]], dtype=torch.long),
+        S.TX_BD: torch.tensor([[0, 1], [0, 1]], dtype=torch.long),
+        S.TX_TX: torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]], dtype=torch.long),
     }
     return x_dict, edge_index_dict
 

@@ -53,6 +53,7 @@ from segger.data.graph import (TX_BD, TX_CAND, TX_TX, GraphBundle, edge_geometry
 from segger.errors import SeggerInputError
 from segger.params import check_fields, param
 from segger.progress import Progress
+from segger.utils.device import torch_device
 
 
 @dataclass
@@ -91,12 +92,8 @@ class PredictConfig:
         return asdict(self)
 
 
-def _device(name: str) -> torch.device:
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SeggerInputError(f"device {name!r} was asked for but no CUDA GPU is available here; use cpu or auto")
-    return torch.device(name)
+#: the torch device of a device name (one resolver: :mod:`segger.utils.device`)
+_device = torch_device
 
 
 def best_per_segment(t: np.ndarray, b: np.ndarray, sc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -311,7 +308,7 @@ def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool
     if drop_belongs:
         ei[TX_BD] = ei[TX_BD][:, :0]
     use_amp = device.type == "cuda"
-    from segger.scale.fastgnn import forward as fast_forward
+    from segger.prediction.fastgnn import forward as fast_forward
 
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
         # same maths as the PyG forward in cache-sized blocks (~10× faster on a CPU); falls back

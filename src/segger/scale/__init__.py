@@ -4,7 +4,7 @@
   stream a transcripts parquet into spatial tiles with margins, predict each tile with a trained
   model on a Dask cluster (local by default, or an existing ``dask.distributed`` cluster), and
   stream the result to one parquet file. Peak memory is set by the tile size.
-* :mod:`segger.scale.fastgnn`: the inference forward pass used by :func:`segger.prediction.embed`.
+* the inference forward pass used by :func:`segger.prediction.embed` is :mod:`segger.prediction.fastgnn` (``segger.scale.fastgnn`` is an alias).
 * :func:`tile_copies` (:mod:`segger.scale.synth`): 1 M / 10 M-transcript inputs made of copies
   of a real crop laid side by side (benchmarks).
 """

@@ -46,6 +46,7 @@ from segger.models import ModelConfig, SeggerLinkModel, build_hetero_model
 from segger.models.link import EXPRESSION_SIDES, LINK_TERMS
 from segger.training.checkpoint import MODEL_LIMITS
 from segger.progress import Progress
+from segger.utils.device import lightning_device
 
 
 @dataclass
@@ -128,17 +129,8 @@ def available_devices() -> list[str]:
 
 
 def resolve_device(device: str) -> tuple[str, Any]:
-    """Lightning ``(accelerator, devices)`` for a device string."""
-    if device in (None, "", "auto"):
-        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
-    if device == "cpu":
-        return "cpu", 1
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SeggerInputError(f"device {device!r} was asked for but no CUDA GPU is available here; use --device cpu or auto")
-        idx = device.split(":", 1)[1] if ":" in device else "0"
-        return "gpu", [int(idx)]
-    raise SeggerInputError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    """Lightning ``(accelerator, devices)`` for a device string (:func:`segger.utils.device.lightning_device`)."""
+    return lightning_device(device)
 
 
 # ----------------------------------------------------------------------------------------------
