@@ -158,31 +158,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Bar:
-    """A tqdm progress bar per stage (stderr), silent when --quiet."""
+    """Progress on stderr, silent when --quiet: a tqdm bar per stage on a terminal; in a log (stderr
+    not a TTY) one line per stage and per new message (e.g. each epoch), never a repainted bar."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, stream=None):
         self.quiet = quiet
+        self.stream = stream
         self.bar = None
         self.stage = None
+        self.last_line = None
+
+    @property
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stderr
+
+    def _tty(self) -> bool:
+        try:
+            return bool(self._out.isatty())
+        except (AttributeError, ValueError):
+            return False
+
+    @staticmethod
+    def _post(ev) -> dict:
+        return {k: f"{v:.3f}" for k, v in ev.metrics.items() if k in ("loss", "val_auroc")}
 
     def __call__(self, ev) -> None:
         if self.quiet:
             return
+        if not self._tty():
+            return self._log(ev)
         from tqdm import tqdm
 
         if ev.stage != self.stage or self.bar is None:
             self.close()
             self.stage = ev.stage
-            self.bar = tqdm(total=ev.total, desc=ev.stage, file=sys.stderr, leave=True, dynamic_ncols=True)
+            self.bar = tqdm(total=ev.total, desc=ev.stage, file=self._out, leave=True, dynamic_ncols=True)
         if ev.total and self.bar.total != ev.total:
             self.bar.total = ev.total
         self.bar.n = ev.step
-        post = {k: f"{v:.3f}" for k, v in ev.metrics.items() if k in ("loss", "val_auroc")}
+        post = self._post(ev)
         if post:
             self.bar.set_postfix(post, refresh=False)
-        if ev.message and not post:
+        if ev.message:  # the label follows the work: "train: epoch 3", not the first message forever
             self.bar.set_description_str(f"{ev.stage}: {ev.message[:70]}", refresh=False)
         self.bar.refresh()
+
+    def _log(self, ev) -> None:
+        """One line when the stage or its message changes (an epoch ends a line, a step does not)."""
+        key = (ev.stage, ev.message)
+        if key == self.last_line or (ev.stage == "train" and ev.message.startswith("epoch ")
+                                     and not ev.message.endswith("done")):
+            return  # a training step: the epoch's line comes when it is done
+        self.last_line = key
+        count = f" [{ev.step}/{ev.total}]" if ev.total else ""
+        post = self._post(ev)
+        metrics = " " + " ".join(f"{k} {v}" for k, v in post.items()) if post else ""
+        print(f"{ev.stage}{count}: {ev.message}{metrics}".rstrip(": "), file=self._out, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
