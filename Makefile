@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/segger qc $(DEMO_OUT) --reference-column cell_id
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
 	SEGGER_REQUIRE_EXTRAS=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from segger import schema as S
-from segger.data.graph import TX_BD, TX_CAND, TX_TX, GraphBundle, lookup_geometry, subgraph
+from segger.data.graph import TX_BD, TX_CAND, GraphBundle, lookup_geometry, subgraph
 from segger.data.sampling import sample_labels
 from segger.errors import SeggerInputError
 from segger.params import check_fields, param
 from segger.progress import Progress, deterministic_threads
-from segger.training.train import message_graph
+from segger.training.train import make_optimizer, message_graph
 
 
 @dataclass
@@ -133,7 +133,7 @@ class FinetuneRun:
         corrected_tx[c_index[0]] = True
         blocked = corrected_tx[bel[0]]
         eligible = ~blocked
-        opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(self.model, cfg.learning_rate, cfg.weight_decay)
         self.model.train()
         yield Progress("finetune", 0, cfg.steps, f"fine-tuning on {int(keep.sum())} correction links")
         for step in range(cfg.steps):
@@ -144,8 +144,11 @@ class FinetuneRun:
             if lab.numel():
                 logits = self.model.logits(z, li, lookup_geometry(data, li, far))
                 loss = F.binary_cross_entropy_with_logits(logits, lab)
-            c_logits = self.model.logits(z, c_index, c_geo)
-            c_loss = F.binary_cross_entropy_with_logits(c_logits, c_y)
+            c_dot = self.model.dot(z, c_index)
+            c_loss = F.binary_cross_entropy_with_logits(self.model.head(c_dot, c_geo), c_y)
+            if getattr(self.model.head, "terms", "expression") == "full":
+                # the expression term decides between near-equidistant nuclei: it learns the corrections too
+                c_loss = c_loss + F.binary_cross_entropy_with_logits(self.model.head.expression_logit(c_dot), c_y)
             total = loss + cfg.correction_weight * c_loss
             opt.zero_grad()
             total.backward()

@@ -405,7 +405,7 @@ def subgraph(data: HeteroData, tx_idx: np.ndarray, bd_idx: np.ndarray) -> Hetero
     """
     tx_idx = np.asarray(tx_idx, dtype=np.int64)
     bd_idx = np.asarray(bd_idx, dtype=np.int64)
-    n_tx, n_bd = data["tx"].num_nodes, data["bd"].num_nodes
+    n_tx = data["tx"].num_nodes
     out = HeteroData()
     for key in ("x", "pos"):
         out["tx"][key] = data["tx"][key][torch.from_numpy(tx_idx)]

@@ -452,7 +452,6 @@ def _iter_predict(model, bundle: GraphBundle, config: PredictConfig, device: tor
         torch.cuda.empty_cache()
     model.cpu()
     ct, cb, cs, cd, ch, ns, nd, nsim = cat
-    head = getattr(model, "head", None)
     return Prediction(bundle, ct, cb, cs, ns, nd, nsim, config=config, seconds=time.perf_counter() - t0,
                       cand_d_abs=cd, cand_choice=ch, geometric=ch is not None)
 

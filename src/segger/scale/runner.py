@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import pyarrow as pa
+import numpy as np
 import pyarrow.parquet as pq
 
 from segger import schema as S
@@ -156,6 +156,20 @@ def _timed_predict_tile(task: TileTask, key: str, payload: dict, settings: TileS
     return tab, time.perf_counter() - t
 
 
+def _with_global_reach(gp, spec: InputSpec, xy: np.ndarray):
+    """``gp`` with ``max_distance`` set to the reach estimated from all kept transcripts and nucleus polygons."""
+    from dataclasses import replace
+
+    from segger.data.reach import estimate_reach
+    from segger.io.readers import _read_boundaries
+
+    nuc = _read_boundaries(spec.platform, Path(spec.polygons), spec.pixel_size, None, 0.0)
+    geoms = nuc[S.GEOMETRY].to_numpy() if len(nuc) else np.zeros(0, dtype=object)
+    if len(geoms) == 0 or len(xy) == 0:
+        return gp
+    return replace(gp, max_distance=float(estimate_reach(xy, geoms)))
+
+
 def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os.PathLike, output: str | os.PathLike,
                              config: OutOfCoreConfig | None = None, *, graph=None, predict=None, platform: str = "auto",
                              pixel_size: float | None = None) -> Iterator[Progress]:
@@ -200,10 +214,16 @@ def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os
         events: list[Progress] = []
         buckets = bucket_transcripts(spec, plan, work, min_qv=cfg.min_qv, filter_controls=cfg.filter_controls,
                                      batch_rows=cfg.batch_rows, flush_bytes=cfg.flush_bytes,
-                                     progress=lambda d, n: events.append(Progress("bucket", d, n, "bucketing rows")))
+                                     progress=lambda d, n: events.append(Progress("bucket", d, n, "bucketing rows")),
+                                     keep_xy=gp.max_distance is None and nuclei_mode == "polygons")
         for ev in events:
             yield ev
         nuclei_parts = bucket_nuclei(spec, plan, work) if nuclei_mode == "polygons" else {}
+        if buckets.xy:
+            # one reach for the whole input, estimated as the in-memory graph does (each tile estimating
+            # its own would make the result depend on the tiling)
+            gp = _with_global_reach(gp, spec, np.concatenate(buckets.xy))
+            buckets.xy = []
         timings["bucket"] = time.perf_counter() - t
         tiles = buckets.tiles()
         if not tiles:

@@ -28,5 +28,6 @@ __all__ = [
     "BACKUP_PREFIX", "BOUNDARIES_FILE", "CELLS_FILE", "LOCK_NAME", "MODEL_FILES", "OOC_PREFIX", "OUTPUT_FILES",
     "QC_FILE", "RUN_MARKER", "STAGING_PREFIX", "TRANSCRIPTS_FILE",
     "OutputBusyError", "OutputLock", "check_output_path", "output_session", "publish", "require_complete",
+    "staged_path",
     "sweep_backups", "sweep_leftovers", "sweep_work_dir",
 ]
