@@ -19,8 +19,10 @@ Three passes, none of which holds the slide in memory:
    context on every side (a transcript in another tile's margin has less context there, which is
    why the core tile's score is the one kept; there are no duplicates to resolve).
 
-Fragment ids are numbered per tile (``fragment-<tile>-<k>``); a fragment cut by a tile border
-becomes two fragments. Nuclei approximated per tile are complete for every nucleus within
+Fragment ids are ``fragment-tx<first transcript id>`` (the smallest transcript id of the group,
+margin rows included), so a fragment cut by a tile border, found by both tiles, keeps one id. The
+reach (``max_distance``), when the checkpoint does not fix it, is estimated once from every kept
+transcript and nucleus polygon, as the in-memory graph does, not per tile. Nuclei approximated per tile are complete for every nucleus within
 ``dist_bd`` of a core transcript as long as ``margin ≥ dist_bd + nucleus radius`` (default 30 µm).
 """
 
@@ -245,6 +247,7 @@ class BucketResult:
     removed_nonfinite: int = 0
     schema: pa.Schema | None = None
     seconds: float = 0.0
+    xy: list = field(default_factory=list)  # kept (x, y) per batch, input order (``keep_xy=True`` only)
 
     def tiles(self) -> list[int]:
         """Tiles that own at least one transcript, in grid order."""
@@ -260,8 +263,9 @@ def _arrow_safe(df: pd.DataFrame) -> pa.Table:
 
 def bucket_transcripts(spec: InputSpec, plan: TilePlan, work_dir: str | os.PathLike, *, min_qv: float | None = 20.0,
                        filter_controls: bool = True, batch_rows: int = 1 << 20, flush_bytes: int = 256 << 20,
-                       progress=None) -> BucketResult:
-    """Stream the input into per-tile Arrow part files (core rows + margin strips)."""
+                       progress=None, keep_xy: bool = False) -> BucketResult:
+    """Stream the input into per-tile Arrow part files (core rows + margin strips). ``keep_xy``: also
+    keep the kept rows' coordinates in input order (16 bytes per transcript; for the one reach estimate)."""
     from segger.io.filtering import DEFAULT_CONTROL_PATTERNS, filter_transcripts
 
     t0 = time.perf_counter()
@@ -307,6 +311,8 @@ def bucket_transcripts(spec: InputSpec, plan: TilePlan, work_dir: str | os.PathL
         if len(kept):
             x = kept[S.X].to_numpy(np.float64)
             y = kept[S.Y].to_numpy(np.float64)
+            if keep_xy:
+                res.xy.append(np.stack([x, y], axis=1))
             rows, tiles, is_core = plan.assign(x, y)
             table = _arrow_safe(kept)
             if res.schema is None:
@@ -457,8 +463,12 @@ def predict_tile(task: TileTask, model_key: str, payload: dict, settings: TileSe
         out[S.ASSIGNMENT] = out[S.ASSIGNMENT].astype(str)
         frag = out[S.SEGGER_CELL_ID].astype(str).str.startswith("fragment-").to_numpy()
         if frag.any():
+            # a fragment is named by its smallest transcript id over the whole group (margin rows
+            # included): a fragment that crosses a tile border is found by both tiles and gets the
+            # same id in both, so it stays one cell
             ids = out[S.SEGGER_CELL_ID].to_numpy(dtype=object).copy()
-            ids[frag] = [f"fragment-{task.tile}-{v[9:]}" for v in ids[frag]]
+            first = out.loc[frag].groupby(S.SEGGER_CELL_ID, observed=True)[S.TX_ID].min()
+            ids[frag] = [f"fragment-tx{first[v]}" for v in ids[frag]]
             out[S.SEGGER_CELL_ID] = ids
     out = out.loc[core].reset_index(drop=True)
     return _arrow_safe(out)
