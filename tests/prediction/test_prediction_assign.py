@@ -66,10 +66,12 @@ def test_iter_predict_yields_progress(lung_trained, pkg_lung_graph):
     assert isinstance(pred, Prediction) and pred.seconds > 0
 
 
-def test_score_cut_one_assigns_nothing(lung_prediction):
-    df = lung_prediction.assign(score_cut=1.0)
-    assert not _assigned(df).any()
-    assert set(df[S.ASSIGNMENT].unique()) <= {"fragment", "none"}
+def test_score_cut_one_assigns_exactly_the_scores_of_one(lung_prediction):
+    """assigned ⇔ score ≥ cut holds at 1.0 too: a saturated float32 score of 1.0 is kept."""
+    p = lung_prediction
+    df = p.assign(score_cut=1.0)
+    np.testing.assert_array_equal(_assigned(df), (p.best_bd >= 0) & (p.best_score == np.float32(1.0)))
+    assert not df.loc[~_assigned(df), S.ASSIGNMENT].isin(["nucleus", "cytoplasm"]).any()
 
 
 def test_score_cut_zero_assigns_every_transcript_with_a_candidate(lung_prediction, pkg_lung_graph):

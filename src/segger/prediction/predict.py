@@ -58,7 +58,9 @@ from segger.utils.device import torch_device
 
 @dataclass
 class PredictConfig:
-    score_cut: float = param(0.5, "lowest (geometric) link score at which a transcript joins a cell", low=0, high=1)
+    score_cut: float = param(0.5, "lowest (geometric) link score at which a transcript joins a cell: assigned ⇔ "
+                                  "score ≥ cut, so 0 assigns every transcript with a nucleus within the reach and 1 "
+                                  "keeps only scores of exactly 1.0", low=0, high=1)
     fragments: bool = param(True, "form nucleus-free fragment cells from transcripts no nucleus can claim")
     fragment_similarity: float = param(0.9, "lowest cosine similarity of the GNN embeddings along a fragment edge",
                                        low=-1, high=1)
