@@ -320,3 +320,122 @@ def test_docks_fit_without_clipping(make_napari_viewer_proxy, qtbot):
         for lab in w.inner.findChildren(QLabel):
             if lab.isVisible() and lab.text() and not lab.wordWrap():
                 assert lab.width() >= lab.sizeHint().width() - 1, (name, lab.text(), lab.width())
+
+
+def test_correct_with_real_clicks_and_keys_then_qc_and_export(make_napari_viewer_proxy, qtbot, errors, infos,
+                                                              tmp_path, monkeypatch):
+    """Defects 2 (active layer after Assign; viewer-level keys; locked result layers), 9 (target
+    picking at high zoom, stale error text) and 10 (QC counts fragments apart; a flagged cell
+    is highlighted and zoomed to)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a fresh corrections sidecar
+    from segger.napari._w_qc import LAYER_HIGHLIGHT
+
+    viewer = make_napari_viewer_proxy()
+    panel = _panel(viewer, qtbot)
+    viewer.open_sample("napari-segger", "xenium_lung")
+    _build(qtbot, panel)
+    _train(qtbot, panel, epochs=1)
+    p = _predict(qtbot, panel)
+    res = viewer.layers[LAYER_TRANSCRIPTS]
+    cells = viewer.layers[LAYER_CELLS]
+    # result layers are locked: napari's drawing keys bounce back to pan/zoom
+    viewer.layers.selection.active = cells
+    key_canvas(qtbot, viewer, Qt.Key.Key_P)
+    assert str(cells.mode) == "pan_zoom"
+    assert any("read-only" in m for m in infos)
+    viewer.layers.selection.active = res
+
+    c = _tab(qtbot, panel, "Correct")
+    qtbot.mouseClick(c.mode_button, LEFT)
+    assert c.active
+    ids = res.features[S.SEGGER_CELL_ID].astype(str).to_numpy()
+    yx = np.asarray(res.data, dtype=float)
+    a = int(np.flatnonzero(ids != S.UNASSIGNED)[0])
+    from scipy.spatial import cKDTree
+
+    nn = cKDTree(yx).query(yx, k=2)[0][:, 1]  # distance to the nearest other transcript
+    other = np.flatnonzero((ids != S.UNASSIGNED) & (ids != ids[a]) & (nn > 2.0))
+    b = int(other[0])  # an isolated transcript: only a click on it can pick its cell
+    # select transcript a with a real click at high zoom
+    center_on(viewer, yx[a], zoom=40)
+    click_canvas(qtbot, viewer, yx[a])
+    assert c.selection_rows().tolist() == [a]
+    # a miss leaves an error line; the next success clears it
+    center_on(viewer, yx[b], zoom=40)
+    key_canvas(qtbot, viewer, Qt.Key.Key_T)
+    assert c._picking
+    empty = yx[b] + np.array([0.0, 50.0])
+    while c.point_index().nearest(*empty, 3.0) >= 0:
+        empty = empty + np.array([0.0, 5.0])
+    center_on(viewer, empty, zoom=40)
+    click_canvas(qtbot, viewer, empty)
+    assert c.panel.status.text().startswith("error:")
+    # T, then a click 0.54 µm from transcript b at zoom 40 px/µm picks its cell
+    center_on(viewer, yx[b], zoom=40)
+    key_canvas(qtbot, viewer, Qt.Key.Key_T)
+    click_canvas(qtbot, viewer, yx[b] + np.array([0.0, 0.54]))
+    assert c.target == ids[b]
+    assert not c.panel.status.text().startswith("error:")
+    # A on the canvas assigns; the transcripts layer stays the active one (outlines redrawn)
+    key_canvas(qtbot, viewer, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: not c.outline_busy, timeout=60_000)
+    assert str(res.features[S.SEGGER_CELL_ID].astype(str).to_numpy()[a]) == ids[b]
+    active = viewer.layers.selection.active  # the layer worked on: never the redrawn outlines
+    assert active is not None and active.name in (LAYER_TRANSCRIPTS, "segger selection"), active.name
+    assert len(c.store) == 1
+    # with the outlines layer active the keys still reach Segger (bound on every Segger layer)
+    viewer.layers.selection.active = viewer.layers[LAYER_CELLS]
+    c.clear_selection()
+    key_canvas(qtbot, viewer, Qt.Key.Key_U)  # reaches Segger (not the Shapes keymap): nothing selected
+    assert "nothing selected" in c.panel.status.text()
+    assert len(errors) == 2  # the deliberate miss and the empty selection, one line each
+    errors.clear()
+    assert str(viewer.layers[LAYER_CELLS].mode) == "pan_zoom"
+    viewer.layers.selection.active = res
+    _click(qtbot, c.undo_button)
+    assert len(c.store) == 0
+    _click(qtbot, c.redo_button)
+    assert len(c.store) == 1
+    # fine-tune from the keyboard
+    c.steps.setValue(3)
+    key_canvas(qtbot, viewer, Qt.Key.Key_F)
+    wait_job(qtbot, c, 120_000)
+    assert not errors, errors
+    assert "fine-tuned" in panel.state.model_label()
+    assert not panel.state.stale
+    qtbot.mouseClick(c.mode_button, LEFT)
+    assert not c.active
+
+    # QC: cells counted like Predict counts them, fragments apart
+    q = _tab(qtbot, panel, "Review/QC")
+    _click(qtbot, q.qc_button)
+    wait_job(qtbot, q, 120_000)
+    result = panel.state.result
+    kind = result[S.ASSIGNMENT].astype(str)
+    n_cells = result.loc[kind.isin(["nucleus", "cytoplasm"]), S.SEGGER_CELL_ID].nunique()
+    n_frag = result.loc[kind == "fragment", S.SEGGER_CELL_ID].nunique()
+    rows = {q.table.item(r, 0).text(): q.table.item(r, 1).text() for r in range(q.table.rowCount())}
+    assert rows["cells"] == f"{n_cells:,}"
+    assert rows["fragments (no nucleus; not counted as cells)"].startswith(f"{n_frag:,} ")
+    # a flagged cell (or, without one, any cell) clicked in the list: highlighted and zoomed to
+    item = q.flagged.item(0)
+    cid = item.data(256) if item is not None and item.data(256) else None
+    if cid is None:  # no MECR flag on this crop: pick a cell from the stats path instead
+        cid = str(result.loc[kind == "nucleus", S.SEGGER_CELL_ID].iloc[0])
+        q.select_cell(cid, center=True)
+    else:
+        rect = q.flagged.visualItemRect(item)
+        qtbot.mouseClick(q.flagged.viewport(), LEFT, pos=rect.center())
+    assert viewer.layers[LAYER_HIGHLIGHT].metadata["segger"]["cell_id"] == str(cid)
+    m = result[S.SEGGER_CELL_ID].astype(str) == str(cid)
+    centre = np.array([result.loc[m, S.Y].mean(), result.loc[m, S.X].mean()])
+    cam = np.asarray(real_viewer(viewer).camera.center)[-2:]
+    assert np.abs(cam - centre).max() < 15.0
+    assert f"cell {cid}" in q.cell_info.text()
+
+    e = _tab(qtbot, panel, "Export")
+    e.folder.setText(str(tmp_path / "out"))
+    _click(qtbot, e.export_button)
+    wait_job(qtbot, e, 120_000)
+    assert (tmp_path / "out" / "segger_transcripts.parquet").is_file()
+    assert not errors, errors

@@ -63,7 +63,11 @@ class CurvePlot(QWidget):
     def add_point(self, name: str, x: float, y: float) -> None:
         if not (_finite(x) and _finite(y)):
             return
-        self.series.setdefault(name, []).append((float(x), float(y)))
+        pts = self.series.setdefault(name, [])
+        if pts and pts[-1][0] == float(x):  # the same epoch again (e.g. a final re-report): replace
+            pts[-1] = (float(x), float(y))
+        else:
+            pts.append((float(x), float(y)))
         self.update()
 
     def left_range(self) -> tuple[float, float] | None:

@@ -264,6 +264,7 @@ class CorrectWidget(SeggerWidget):
         self.state.model_changed.connect(self.refresh_enabled)
         self.state.prediction_changed.connect(self.refresh_enabled)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.set_controls(self.finetune_button, self.steps, self.weight, self.radius, self.margin)
         self._on_bundle()
         self._on_result()
@@ -521,6 +522,15 @@ class CorrectWidget(SeggerWidget):
     def _bind_all(self) -> None:
         for target in self._binding_targets():
             self._bind_keys(target)
+
+    def _on_layer_inserted(self, event) -> None:
+        """A Segger layer added (or replaced, e.g. the outlines) in correction mode gets the keys."""
+        if not self.active:
+            return
+        layer = event.value
+        names = {getattr(t, "name", None) for t in self._binding_targets()[1:]}
+        if getattr(layer, "name", None) in names:
+            self._bind_keys(layer)
 
     def _bind_keys(self, target: Any) -> None:
         """Bind the correction keys on ``target``'s own keymap (a layer's instance keymap wins over
@@ -1067,6 +1077,10 @@ class CorrectWidget(SeggerWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
         self._unbind_all()
+        try:
+            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        except (TypeError, ValueError, RuntimeError):
+            pass
         try:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
         except ValueError:
