@@ -169,9 +169,23 @@ def test_xenium_csv_gz_and_bytes(tmp_path, lung_raw, lung_vertices):
 
 @pytest.mark.slow
 def test_packaged_sample_data_matches_shared():
-    for name in ("xenium_lung", "xenium_breast"):
+    """The crops shipped in the package are the shared real crops: same files, same reading."""
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    shared = Path(os.environ["SEGGER_SHARED_DATA"])
+    for name, twin in (("xenium_lung", "xenium_lung_segger"), ("xenium_breast", "xenium_breast_segtraq")):
         folder = PACKAGED / name
         if not (folder / "transcripts.parquet").is_file():
             pytest.skip("packaged sample data missing")
+        if not (shared / twin / "transcripts.parquet").is_file():
+            pytest.skip(f"shared crop {twin} missing")
+        for f in ("transcripts.parquet", "nucleus_boundaries.parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(folder / f), pd.read_parquet(shared / twin / f))
         s = read_sample(folder)
+        t = read_sample(shared / twin)
         assert len(s.nuclei) == {"xenium_lung": 221, "xenium_breast": 132}[name]
+        pd.testing.assert_frame_equal(s.transcripts, t.transcripts)
+        assert s.nuclei[schema.BD_ID].tolist() == t.nuclei[schema.BD_ID].tolist()

@@ -106,9 +106,16 @@ def test_deterministic_under_manual_seed(hetero_graph):
     assert not torch.equal(other["tx"], outs[0]["tx"])
 
 
-def test_build_leaves_training_mode_and_no_attention():
+def test_build_leaves_training_mode_and_no_attention(hetero_graph):
+    from segger.models import collect_attention
+    from segger.models.segger_model import AttentionGATv2Conv
+
     model = build_hetero_model(N_TOKENS, **SMALL)
     assert model.training
+    convs = [m for m in model.modules() if isinstance(m, AttentionGATv2Conv)]
+    assert convs and not any(c.capture for c in convs)
+    model(*hetero_graph)  # a forward pass records no attention unless asked to
+    assert collect_attention(model) == {} and all(c.last_attention is None for c in convs)
     model.eval()
     assert not model.training
 

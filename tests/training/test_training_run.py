@@ -234,9 +234,20 @@ def test_prepare_tiles_on_lung(pkg_lung_graph, tiny_train_config):
             key = (int(gt[t]), int(gb[b]))
             assert key not in seen_val_pos, "a validation link is counted in two tiles"
             seen_val_pos.add(key)
-    # training tiles never supervise a held-out transcript
+    # training tiles never supervise a held-out transcript: no transcript a validation tile holds out
+    # (its hidden, labelled links) is a training transcript of any tile
+    val_tx = {int(v["tx"].global_index[t]) for v in val_items for t in v.label_index[0].tolist()}
+    assert val_tx
+    n_train = 0
     for t in train_items:
         assert t.train_tx.dtype == torch.bool and t.hidden.shape == (t[TX_BD].edge_index.shape[1],)
+        trained = {int(g) for g in t["tx"].global_index[t.train_tx].tolist()}
+        assert not (trained & val_tx), "a training tile supervises a held-out transcript"
+        n_train += len(trained)
+        # hidden (validation) links start at held-out transcripts only
+        src = t[TX_BD].edge_index[0][t.hidden]
+        assert not t.train_tx[src].any()
+    assert n_train > 0
     # deterministic: the same config gives the same validation labels
     _, val2, _ = prepare_tiles(pkg_lung_graph, cfg)
     assert all(torch.equal(a.label_index, b.label_index) for a, b in zip(val_items, val2))
