@@ -119,8 +119,6 @@ def test_no_import_cycles_in_the_core():
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
-@pytest.mark.xfail(reason="segger.napari: _common <-> _panel <-> the _w_* widgets import each other (GUI owner's "
-                          "split in progress); remove this mark when the GUI graph is acyclic", strict=False)
 def test_no_import_cycles_in_the_gui():
     found = cycles(import_graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)

@@ -328,7 +328,7 @@ def test_correct_with_real_clicks_and_keys_then_qc_and_export(make_napari_viewer
     picking at high zoom, stale error text) and 10 (QC counts fragments apart; a flagged cell
     is highlighted and zoomed to)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a fresh corrections sidecar
-    from segger.napari._w_qc import LAYER_HIGHLIGHT
+    from segger.napari.layers import LAYER_HIGHLIGHT
 
     viewer = make_napari_viewer_proxy()
     panel = _panel(viewer, qtbot)

@@ -162,7 +162,7 @@ class SeggerWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.state: SeggerState = get_state(napari_viewer)
-        from segger.napari._panel import watch_datasets
+        from segger.napari._datasets import watch_datasets
 
         watch_datasets(napari_viewer, self.state)
         self._combos: list[LayerCombo] = []

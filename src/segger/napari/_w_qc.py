@@ -23,12 +23,11 @@ from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row
 from segger.napari._plots import HistogramPlot
 from segger.napari._viewer import find_layer
-from segger.napari.layers import LAYER_CELLS, LAYER_TRANSCRIPTS
+from segger.napari.layers import LAYER_CELLS, LAYER_HIGHLIGHT, LAYER_TRANSCRIPTS
 from segger.progress import Progress
 from segger.validation import qc_rows
 
 NO_REFERENCE = "(none)"
-LAYER_HIGHLIGHT = "segger highlight"
 
 
 def _cell_yx(result, cell_id: str) -> np.ndarray:

@@ -31,6 +31,7 @@ LAYER_CELLS = "segger cells"
 LAYER_ATTENTION = "segger attention"
 LAYER_TX_EDGES = "segger tx-tx edges"
 LAYER_NUCLEI = "segger nuclei"
+LAYER_HIGHLIGHT = "segger highlight"  # the ring around a cell picked in QC
 RESULT_LAYER_NAMES = (LAYER_TRANSCRIPTS, LAYER_CELLS, LAYER_ATTENTION)
 
 UNITS = ("micrometer", "micrometer")
