@@ -228,7 +228,8 @@ def test_train_command(lung_copy, capsys, tmp_path):
     rc, stdout, stderr = _call(["train", lung_copy, "-o", out, "--epochs", "1", "--quiet", "--device", "cpu", *TINY],
                                capsys)
     assert rc == 0, stderr
-    assert sorted(p.name for p in (out / "model").iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["best.pt", "last.pt", "logs"]
+    assert (out / "model" / "logs" / "metrics.csv").is_file()  # the training metrics log
     assert "trained 1 epochs" in stdout
 
 

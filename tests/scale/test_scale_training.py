@@ -66,7 +66,9 @@ def test_ddp_two_cpu_processes(tmp_path, pkg_lung_dir):
     assert len(both) == n
     assert r0["history"][0]["val_auroc"] == r1["history"][0]["val_auroc"]  # synchronised metric
     assert r0["writes"] and not r1["writes"]  # rank 0 writes, rank 1 never does
-    assert sorted(os.listdir(tmp_path / "model")) == ["best.pt", "last.pt"]
+    assert sorted(os.listdir(tmp_path / "model")) == ["best.pt", "last.pt", "logs"]
+    rows = (tmp_path / "model" / "logs" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2  # header + one epoch, written once (rank 0 only)
     from segger.training.checkpoint import read_checkpoint
 
     ck = read_checkpoint(tmp_path / "model" / "last.pt")

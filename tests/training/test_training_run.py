@@ -156,7 +156,7 @@ def test_run_writes_best_and_last(trained_dir):
 
     out, tr = trained_dir
     files = sorted(p.name for p in (out / "model").iterdir())
-    assert files == ["best.pt", "last.pt"]  # no temporary files left
+    assert files == ["best.pt", "last.pt", "logs"]  # no temporary files left (logs: tests/training/test_training_logs.py)
     last = read_checkpoint(out / "model" / "last.pt")
     assert last["epoch"] == 2 and "optimizer_state" in last
     assert last["vocab"] == list(tr.bundle.vocab.genes)

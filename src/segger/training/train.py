@@ -294,7 +294,9 @@ class SeggerLightningModule(pl.LightningModule):
         if w > 0 and self.model.head.terms != "distance" and labels.numel():
             n = labels.numel()
             loss = loss + w * F.binary_cross_entropy_with_logits(self.model.head.expression_logit(dot[:n]), target[:n])
-        self.log("train_loss", loss, batch_size=int(target.numel()), prog_bar=True, on_step=True, on_epoch=True)
+        # logger=False: the metrics log holds one row per epoch, written by _ProgressCallback
+        self.log("train_loss", loss, batch_size=int(target.numel()), prog_bar=True, on_step=True, on_epoch=True,
+                 logger=False)
         return loss
 
     def validation_step(self, batch: HeteroData, batch_idx: int):
@@ -309,7 +311,7 @@ class SeggerLightningModule(pl.LightningModule):
         self.val_auroc_dot.update(torch.sigmoid(self.model.head.expression_logit(dot).float()), target)
         self.val_auroc_dist.update(torch.sigmoid(self.model.head.geometry(geo).float()), target)
         self.val_f1.update(prob, target)
-        self.log("val_loss", loss, batch_size=int(batch.labels.numel()), on_epoch=True, sync_dist=True)
+        self.log("val_loss", loss, batch_size=int(batch.labels.numel()), on_epoch=True, sync_dist=True, logger=False)
 
     def on_validation_epoch_end(self):
         for name in ("val_auroc", "val_auroc_dot", "val_auroc_dist", "val_f1"):
@@ -318,7 +320,7 @@ class SeggerLightningModule(pl.LightningModule):
                 value = metric.compute()
             except (ValueError, RuntimeError):
                 value = torch.tensor(float("nan"))
-            self.log(name, value, sync_dist=True)
+            self.log(name, value, sync_dist=True, logger=False)
             metric.reset()
 
     def configure_optimizers(self):
@@ -331,9 +333,11 @@ class SeggerLightningModule(pl.LightningModule):
 class _ProgressCallback(pl.Callback):
     """Forwards Lightning events as :class:`Progress` and honours a cancel flag."""
 
-    def __init__(self, events: "queue.Queue", stop: threading.Event, total_steps: int, ckpt: "_SafeCheckpoint | None"):
+    def __init__(self, events: "queue.Queue", stop: threading.Event, total_steps: int, ckpt: "_SafeCheckpoint | None",
+                 start_epoch: int = 0):
         self.events, self.stop, self.total = events, stop, total_steps
         self.ckpt = ckpt
+        self.start_epoch = start_epoch  # a resumed run's log counts on from its checkpoint
         self.history: list[dict[str, float]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -356,10 +360,79 @@ class _ProgressCallback(pl.Callback):
         if trainer.is_global_zero:
             self.events.put(Progress("train", trainer.global_step, self.total,
                                      f"epoch {trainer.current_epoch + 1} done", dict(rec)))
+            # one row per epoch in every logger (CSV, TensorBoard), on disk at once so a long run can be followed
+            row = {k: v for k, v in rec.items() if k != "step"}
+            row["epoch"] = float(self.start_epoch + trainer.current_epoch + 1)
+            for logger in trainer.loggers:
+                logger.log_metrics(row, step=trainer.global_step)
+                logger.save()
         if self.ckpt is not None:
             self.ckpt.save(trainer, pl_module, rec)
         if self.stop.is_set():
             trainer.should_stop = True
+
+
+#: the metrics logs of a run, inside its checkpoint folder (``OUTPUT/model/logs``)
+LOG_DIR = "logs"
+#: the per-epoch metrics of :class:`TrainingRun` (the CSV log's columns besides ``step``)
+LOG_METRICS = ("epoch", "loss", "val_loss", "val_auroc", "val_auroc_dot", "val_auroc_dist", "val_f1")
+
+
+def tensorboard_available() -> bool:
+    """True when the ``tensorboard`` package is installed (the optional training monitor)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def make_loggers(log_dir: Path | None, resume: bool = False, start_epoch: int = 0) -> list:
+    """Lightning loggers writing into ``log_dir``: always a CSV log (``metrics.csv``, one row per
+    epoch, :data:`LOG_METRICS`, plus ``hparams.yaml``), and TensorBoard event files in
+    ``tensorboard/`` when the package is installed. ``None``: no logger, no file.
+
+    A new run replaces the logs of a previous run in ``log_dir``; a resumed run keeps the rows of its
+    first ``start_epoch`` epochs and appends to them."""
+    if log_dir is None:
+        return []
+    import csv
+    import shutil
+
+    from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.utilities import rank_zero_only
+
+    log_dir = Path(log_dir)
+    csv_path = log_dir / "metrics.csv"
+    old_rows: list[dict] = []
+    if rank_zero_only.rank == 0:
+        if resume and csv_path.is_file():
+            with open(csv_path, newline="") as f:
+                old_rows = [r for r in csv.DictReader(f) if _float(r.get("epoch")) <= start_epoch]
+        if not resume:
+            for name in ("metrics.csv", "hparams.yaml", "tensorboard"):
+                p = log_dir / name
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        csv_path.unlink(missing_ok=True)  # rewritten (with the kept rows) at the first save
+    loggers: list = [CSVLogger(save_dir=str(log_dir), name="", version="")]
+    import warnings
+
+    with warnings.catch_warnings():  # "directory not empty": a resumed run's own logs, handled above
+        warnings.simplefilter("ignore")
+        writer = loggers[0].experiment if rank_zero_only.rank == 0 else None
+    if writer is not None:
+        for r in old_rows:
+            writer.log_metrics({k: _float(v) for k, v in r.items() if k != "step"}, step=int(_float(r.get("step"))))
+    if tensorboard_available():
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(log_dir), name="", version="tensorboard", default_hp_metric=False))
+    return loggers
+
+
+def _float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 class _SafeCheckpoint:
@@ -415,6 +488,7 @@ class TrainingRun:
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {}
         self.start_epoch = 0
+        self.resume = bool(resume and checkpoint is not None)
         self.global_rank = 0  # set by multi-process training; only rank 0 writes checkpoints
         self._optimizer_state = None
         state = None
@@ -513,11 +587,13 @@ class TrainingRun:
         events = _LiveEvents(live) if live is not None else queue.Queue()
         stop = threading.Event()
         ckpt = _SafeCheckpoint(self, self.checkpoint_dir) if self.checkpoint_dir else None
-        cb = _ProgressCallback(events, stop, total, ckpt)
+        cb = _ProgressCallback(events, stop, total, ckpt, start_epoch=self.start_epoch)
+        loggers = make_loggers(self.checkpoint_dir / LOG_DIR if self.checkpoint_dir else None,
+                               resume=self.resume, start_epoch=self.start_epoch)
         trainer = pl.Trainer(
             max_epochs=epochs_left, accelerator=accelerator, devices=devices, strategy=strategy,
             num_nodes=cfg.num_nodes, precision=precision, gradient_clip_val=cfg.grad_clip,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            logger=loggers or False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             callbacks=[cb], num_sanity_val_steps=0, deterministic=False, log_every_n_steps=1,
             limit_val_batches=1.0 if val_items else 0,
         )

@@ -59,6 +59,8 @@ LEGACY_BOUNDARIES_FILE = "segger_cell_boundaries.parquet"
 #: the files of a complete output (the marker last); the model files a run may add
 OUTPUT_FILES = (TRANSCRIPTS_FILE, BOUNDARIES_FILE, CELLS_FILE, QC_FILE, RUN_MARKER)
 MODEL_FILES = ("model/best.pt", "model/last.pt", "model/finetuned.pt")
+#: the training metrics logs of a run (``metrics.csv``, ``hparams.yaml``, ``tensorboard/``), published as one folder
+LOGS_DIR = "model/logs"
 
 _HELD: set[str] = set()  # tokens of the locks this process holds (a PID repeats across containers)
 
@@ -508,6 +510,7 @@ def _rmdir_if_empty(folder: Path) -> None:
 def _staged_files(stage: Path) -> list[str]:
     rels = [f"model/{f.name}" for f in sorted((stage / "model").iterdir()) if f.is_file()] \
         if (stage / "model").is_dir() else []
+    rels += [LOGS_DIR] if (stage / LOGS_DIR).is_dir() else []
     rels += [f for f in OUTPUT_FILES if f != RUN_MARKER and (stage / f).exists()]
     if not (stage / RUN_MARKER).is_file():
         raise FileNotFoundError(f"publish: {stage} holds no {RUN_MARKER}: the run did not complete")
@@ -517,7 +520,7 @@ def _staged_files(stage: Path) -> list[str]:
 def publish(stage, output) -> dict[str, Path]:
     """Move the staged outputs into ``output`` (same file system, each move atomic).
 
-    Every file of the previous output (``OUTPUT_FILES`` and ``MODEL_FILES``; ``segger_run.json``
+    Every file of the previous output (``OUTPUT_FILES``, ``MODEL_FILES`` and the ``LOGS_DIR`` folder; ``segger_run.json``
     first) is moved aside into a ``.segger-previous-*`` backup, then the new files are moved in with
     the new marker last; if a move fails, the new files are taken out again and the previous ones
     restored. A kill part-way leaves a folder without ``segger_run.json`` (plus the backup), never a
@@ -525,7 +528,7 @@ def publish(stage, output) -> dict[str, Path]:
     """
     stage, output = Path(stage), Path(output)
     rels = _staged_files(stage)
-    old = [RUN_MARKER] + [r for r in (*MODEL_FILES, *OUTPUT_FILES) if r != RUN_MARKER]
+    old = [RUN_MARKER] + [r for r in (*MODEL_FILES, LOGS_DIR, *OUTPUT_FILES) if r != RUN_MARKER]
     backup = output / f"{BACKUP_PREFIX}{secrets.token_hex(6)}"
     saved: list[str] = []
     placed: list[str] = []
@@ -541,7 +544,7 @@ def publish(stage, output) -> dict[str, Path]:
             placed.append(rel)
     except BaseException:
         for rel in placed:
-            (output / rel).unlink(missing_ok=True)
+            _rm(output / rel)
         for rel in reversed(saved):
             os.replace(backup / rel, output / rel)
         if (output / "model").is_dir() and not any((output / "model").iterdir()):
