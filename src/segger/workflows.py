@@ -155,6 +155,26 @@ def _reference_column(df: pd.DataFrame, requested: str | None) -> str | None:
     return None
 
 
+def write_cell_outputs(result: pd.DataFrame, stage, *, reference_column: str | None = "cell_id",
+                       boundaries_method: str = "concave"):
+    """The outputs derived from an assigned transcripts table — outlines (:data:`BOUNDARIES_FILE`),
+    cells × genes (:data:`CELLS_FILE`) and QC (:data:`QC_FILE`) — written into the staging folder
+    ``stage``; the one place they are written for in-memory and out-of-core runs. Returns
+    ``(adata, qc)``."""
+    from segger.export import build_anndata, cell_boundaries, write_anndata, write_boundaries
+    from segger.validation import qc_report, write_qc_json
+
+    stage = Path(stage)
+    ref = _reference_column(result, reference_column)
+    bounds = cell_boundaries(result, method=boundaries_method)
+    write_boundaries(bounds, stage / BOUNDARIES_FILE)
+    adata = build_anndata(result, bounds, reference_column=ref or "cell_id")
+    write_anndata(adata, stage / CELLS_FILE)
+    qc = qc_report(result, reference_column=ref)
+    write_qc_json(qc, stage / QC_FILE)
+    return adata, qc
+
+
 def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, platform: str = "auto",
                  min_qv: float = 20.0, filter_controls: bool = True, nuclei: str = "auto",
                  nuclei_labels: str | os.PathLike | None = None, pixel_size: float | None = None,
@@ -163,11 +183,10 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                  reference_column: str | None = "cell_id", boundaries_method: str = "concave",
                  corrections=None, finetune=None, allow_weak_model: bool = False) -> Iterator[Progress]:
     """Generator form of :func:`segment` (yields :class:`Progress`, returns :class:`SegmentResult`)."""
-    from segger.export import build_anndata, cell_boundaries, write_anndata, write_boundaries, write_run_json, write_transcripts
+    from segger.export import write_run_json, write_transcripts
     from segger.prediction import PredictConfig, iter_predict
     from segger.training import TrainConfig, TrainingRun, load_checkpoint
     from segger.training.health import check_model_health
-    from segger.validation import qc_report, write_qc_json
 
     input_path = Path(input_path)
     output = check_output_path(output, [("input", input_path), ("nuclei label image", nuclei_labels),
@@ -277,15 +296,9 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
         # export
         t = time.perf_counter()
         yield Progress("export", 0, 4, "writing outputs")
-        ref = _reference_column(result, reference_column)
         write_transcripts(result, stage / TRANSCRIPTS_FILE)
-        bounds = cell_boundaries(result, method=boundaries_method)
-        write_boundaries(bounds, stage / BOUNDARIES_FILE)
-        yield Progress("export", 2, 4, "cells table")
-        adata = build_anndata(result, bounds, reference_column=ref or "cell_id")
-        write_anndata(adata, stage / CELLS_FILE)
-        qc = qc_report(result, reference_column=ref)
-        write_qc_json(qc, stage / QC_FILE)
+        adata, qc = write_cell_outputs(result, stage, reference_column=reference_column,
+                                       boundaries_method=boundaries_method)
         timings["export"] = time.perf_counter() - t
         inputs = [p for p in (sample.transcripts_path or sample.source, sample.nuclei_path) if p]
         inputs += [str(nuclei_labels)] if isinstance(nuclei_labels, (str, os.PathLike)) and str(nuclei_labels) not in inputs else []

@@ -190,7 +190,9 @@ def test_out_of_core_over_previous_output_is_not_a_mixture(corpus_base, prev, pr
                          "--out-of-core", "--scheduler", "synchronous", "--work-dir", work, *CPU], capsys)
     assert rc == 0, err
     names = sorted(p.name for p in prev_copy.rglob("*"))
-    assert names == ["segger_run.json", "segger_transcripts.parquet"], names  # no old AnnData/QC/model
+    # every output of an in-memory run, all of this run (no old model files)
+    assert names == sorted(["qc.json", "segger_boundaries.parquet", "segger_cells.h5ad", "segger_run.json",
+                            "segger_transcripts.parquet"]), names
     assert list(work.iterdir()) == []
     run = json.loads((prev_copy / "segger_run.json").read_text())
     assert run["parameters"]["mode"] == "out-of-core"

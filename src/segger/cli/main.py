@@ -333,11 +333,16 @@ def cmd_predict(a, bar) -> int:
 
 
 def _predict_out_of_core(a, bar) -> int:
+    import time
+
+    import pandas as pd
+
     from segger.export import write_run_json
     from segger.scale import OutOfCoreConfig, predict_out_of_core
     from segger.training.checkpoint import read_checkpoint
     from segger.training.health import check_model_health
-    from segger.utils.outdir import RUN_MARKER, TRANSCRIPTS_FILE, check_output_path, output_session
+    from segger.utils.outdir import OUTPUT_FILES, RUN_MARKER, TRANSCRIPTS_FILE, check_output_path, output_session
+    from segger.workflows import write_cell_outputs
 
     out = Path(a.output)
     if a.work_dir:
@@ -360,21 +365,28 @@ def _predict_out_of_core(a, bar) -> int:
                 import shutil
 
                 shutil.rmtree(work, ignore_errors=True)
+        # outlines, cells × genes and QC from the streamed result, written as an in-memory run writes them
+        # (the result table is read back whole here: per-tile cell aggregation is not streamed yet)
+        t = time.perf_counter()
+        result = pd.read_parquet(session.stage / TRANSCRIPTS_FILE)
+        adata, _ = write_cell_outputs(result, session.stage, reference_column=a.reference_column)
+        n_cells = int(adata.n_obs)
+        del result, adata
+        res.timings["export"] = time.perf_counter() - t
         bar.close()
         write_run_json(session.stage / RUN_MARKER,
                        parameters={"mode": "out-of-core", "scale": res.config, "plan": res.plan,
                                    "graph": graph.to_dict(), "predict": predict.to_dict(),
                                    "checkpoint": str(a.checkpoint), "scheduler": res.scheduler},
                        inputs=[res.input_path or a.input, a.checkpoint], timings=res.timings,
-                       extra={"counts": res.counts, "warnings": warns})
+                       extra={"counts": res.counts, "warnings": warns, "n_cells": n_cells})
         session.publish()
     for w in warns:
         print(f"warning: {w}", file=sys.stderr)
     n = max(res.n_rows, 1)
     kinds = ", ".join(f"{k} {res.counts.get(k, 0) / n:.1%}" for k in ("nucleus", "cytoplasm", "fragment", "none"))
     print(f"{res.n_rows:,} transcripts in {res.n_tiles} tiles ({res.scheduler}, {res.timings['total']:.1f} s): {kinds}")
-    print(f"wrote {out / TRANSCRIPTS_FILE} (and {RUN_MARKER}; out-of-core writes no cell table, "
-          "outlines or QC)")
+    print(f"{n_cells:,} cells; wrote {out} ({', '.join(f for f in OUTPUT_FILES)})")
     return 0
 
 
