@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from segger import schema as S
-from segger.data import GeneVocab, build_graph
+from segger.data import GeneVocab
 from segger.errors import SeggerInputError
 from segger import workflows as W
 

@@ -98,7 +98,7 @@ def describe_range(cls: type, f: Field) -> str:
     elif hi is not None:
         text = f"{what} {'<' if md.get('high_open') else '≤'} {_num(hi, integer)}{unit}"
     else:
-        text = {"bool": "true or false", "str": "a text", "int|str": "a whole number or a name"}.get(kind, what)
+        text = {"bool": "true or false", "str": "a text", "int|str": "a whole number, a name or a list of device indices"}.get(kind, what)
     return text + unset
 
 
@@ -129,6 +129,8 @@ def _value_ok(cls: type, f: Field, v: Any) -> bool:
         return True
     if kind == "str":
         return isinstance(v, str)
+    if isinstance(v, (list, tuple)):  # Lightning device indices, e.g. devices=[0, 1]
+        return len(v) > 0 and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)
     return isinstance(v, (int, str)) and not isinstance(v, bool)
 
 

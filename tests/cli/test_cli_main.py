@@ -249,5 +249,9 @@ def test_score_cut_zero_assigns_most(segmented, lung_copy, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_score_cut_one_assigns_nothing(segmented, lung_copy, capsys, tmp_path):
-    assert _predict_counts(segmented, lung_copy, capsys, tmp_path / "cut1", "1.0") == 0
+def test_score_cut_one_assigns_exactly_the_scores_of_one(segmented, lung_copy, capsys, tmp_path):
+    """assigned ⇔ score ≥ cut, also at 1.0 (a score can reach 1.0 in float32)."""
+    n = _predict_counts(segmented, lung_copy, capsys, tmp_path / "cut1", "1.0")
+    df = pd.read_parquet(tmp_path / "cut1" / "segger_transcripts.parquet")
+    assert n == int((df[S.SCORE] >= 1.0).sum())
+    assert n < 0.5 * len(df)

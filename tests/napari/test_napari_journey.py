@@ -335,7 +335,7 @@ def test_correct_with_real_clicks_and_keys_then_qc_and_export(make_napari_viewer
     viewer.open_sample("napari-segger", "xenium_lung")
     _build(qtbot, panel)
     _train(qtbot, panel, epochs=1)
-    p = _predict(qtbot, panel)
+    _predict(qtbot, panel)
     res = viewer.layers[LAYER_TRANSCRIPTS]
     cells = viewer.layers[LAYER_CELLS]
     # result layers are locked: napari's drawing keys bounce back to pan/zoom

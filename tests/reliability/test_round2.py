@@ -24,7 +24,7 @@ import torch
 
 from _reliability_corpus import NUC, TINY_ARGS, TX
 from segger.cli.main import main
-from segger.utils.outdir import LOCK_NAME, OutputBusyError, OutputLock, lock_is_stale, output_session, read_lock
+from segger.utils.outdir import LOCK_NAME, OutputBusyError, OutputLock, lock_is_stale, read_lock
 
 CPU = ["--device", "cpu", "--quiet"]
 

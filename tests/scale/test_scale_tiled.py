@@ -229,7 +229,7 @@ def test_cli_predict_out_of_core(lung_checkpoint, pkg_lung_dir, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_out_of_core_cuda(ooc_sync, lung_checkpoint, pkg_lung_dir, tmp_path):
-    res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "g.parquet",
+    predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "g.parquet",
                               OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler="synchronous", device="cuda"))
     df = pd.read_parquet(tmp_path / "g.parquet")
     ref = ooc_sync[1]
