@@ -53,10 +53,11 @@ def test_segment_writes_all_outputs(breast_run, pkg_breast_dir):
     out, res, _ = breast_run
     assert res.output == out
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == sorted(OUTPUTS + ["model/best.pt", "model/last.pt"])
+    assert files == sorted(OUTPUTS + ["model/best.pt", "model/last.pt", "model/logs/hparams.yaml",
+                                      "model/logs/metrics.csv"])
     assert _leftovers(out) == []
     for name, path in res.files.items():
-        assert path.is_file() and path == out / name
+        assert (path.is_dir() if name == "model/logs" else path.is_file()) and path == out / name
     df = pd.read_parquet(out / "segger_transcripts.parquet")
     assert len(df) == len(res.result) == res.bundle.data["tx"].num_nodes
     assert {S.SEGGER_CELL_ID, S.SCORE, S.ASSIGNMENT} <= set(df.columns)

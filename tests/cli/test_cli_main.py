@@ -116,7 +116,8 @@ def test_segment_writes_every_output(segmented):
     out = segmented["out"]
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert names == sorted(["segger_transcripts.parquet", "segger_cells.h5ad", "segger_boundaries.parquet",
-                            "segger_run.json", "qc.json", "model/best.pt", "model/last.pt"])
+                            "segger_run.json", "qc.json", "model/best.pt", "model/last.pt",
+                            "model/logs/hparams.yaml", "model/logs/metrics.csv"])
     # nothing hidden left behind: no staging folder, no temporary file
     assert not [p for p in out.rglob(".*")]
 

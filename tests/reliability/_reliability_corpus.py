@@ -354,13 +354,13 @@ CASES: list[Case] = [
          "error", ["mouse_brain_model.pt", "0% of this panel's genes", "train a new model"],
          args=["--checkpoint", "{input}/mouse_brain_model.pt"], command="predict"),
     # --- parameters
-    Case("k-tx-too-large", "`--k-tx 500`", unchanged, "error", ["k_tx=500", "1 to 100"], args=["--k-tx", "500"]),
-    Case("k-bd-negative", "`--k-bd -3`", unchanged, "error", ["k_bd=-3", "1 to 100"], args=["--k-bd", "-3"]),
-    Case("dist-bd-zero", "`--dist-bd 0`", unchanged, "error", ["dist_bd=0", "greater than 0"],
+    Case("k-tx-too-large", "`--k-tx 500`", unchanged, "error", ["--k-tx 500", "1 to 100"], args=["--k-tx", "500"]),
+    Case("k-bd-negative", "`--k-bd -3`", unchanged, "error", ["--k-bd -3", "1 to 100"], args=["--k-bd", "-3"]),
+    Case("dist-bd-zero", "`--dist-bd 0`", unchanged, "error", ["--dist-bd 0", "> 0"],
          args=["--dist-bd", "0"]),
-    Case("dist-tx-huge", "`--dist-tx 1e6` (a metre)", unchanged, "error", ["dist_tx=1000000", "at most 1000"],
+    Case("dist-tx-huge", "`--dist-tx 1e6` (a metre)", unchanged, "error", ["--dist-tx 1000000", "≤ 1000"],
          args=["--dist-tx", "1e6"]),
-    Case("dist-tx-inf", "`--dist-tx inf`", unchanged, "error", ["dist_tx=inf"], args=["--dist-tx", "inf"]),
+    Case("dist-tx-inf", "`--dist-tx inf`", unchanged, "error", ["--dist-tx inf"], args=["--dist-tx", "inf"]),
     Case("min-qv-nan", "`--min-qv nan`", unchanged, "error", ["min_qv"], args=["--min-qv", "nan"]),
 ]
 

@@ -251,7 +251,8 @@ def _finetune_config(a):
 
 def _read_kwargs(a) -> dict:
     """The reader options (segger.workflows.read_input; nuclei 'auto' takes --nuclei-labels when given)."""
-    return dict(platform=a.platform, min_qv=a.min_qv, filter_controls=not a.keep_controls, nuclei=a.nuclei,
+    nuclei = "labels" if a.nuclei == "auto" and a.nuclei_labels else a.nuclei
+    return dict(platform=a.platform, min_qv=a.min_qv, filter_controls=not a.keep_controls, nuclei=nuclei,
                 nuclei_labels=a.nuclei_labels, pixel_size=a.pixel_size, labels_offset=tuple(a.labels_offset))
 
 
