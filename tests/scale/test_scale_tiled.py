@@ -70,15 +70,6 @@ def test_bucket_parts_hold_core_and_margin(pkg_lung_dir, tmp_path, pkg_lung_samp
     assert list(df.columns) == cols
 
 
-@pytest.fixture(scope="module")
-def ooc_sync(tmp_path_factory, lung_checkpoint, pkg_lung_dir, core_env_ctx):
-    out = tmp_path_factory.mktemp("ooc") / "sync.parquet"
-    with core_env_ctx():
-        res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, out,
-                                  OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler="synchronous"))
-    return res, pd.read_parquet(out)
-
-
 def test_out_of_core_writes_each_transcript_once(ooc_sync, pkg_lung_sample):
     res, df = ooc_sync
     assert res.n_tiles == 9 and res.scheduler == "synchronous"
@@ -161,17 +152,6 @@ def test_out_of_core_threads_cluster_equals_synchronous(ooc_sync, lung_checkpoin
         res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "dask.parquet",
                                   OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler=client))
     assert res.scheduler == "client"
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask.parquet"), ooc_sync[1])
-
-
-@pytest.mark.slow
-def test_out_of_core_process_cluster_equals_synchronous(ooc_sync, lung_checkpoint, pkg_lung_dir, tmp_path):
-    """A LocalCluster of 2 worker processes (Dask's default process cluster) gives the exact same table."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, tmp_path / "dask.parquet",
-                                  OutOfCoreConfig(tile_size=70.0, margin=30.0, scheduler=cluster.scheduler_address))
-    assert res.scheduler.startswith("cluster:")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask.parquet"), ooc_sync[1])
 
 

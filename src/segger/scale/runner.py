@@ -9,6 +9,9 @@
 * ``"tcp://host:port"`` (any address a ``distributed.Client`` accepts) or a ``Client`` object:
   an existing cluster. The work folder (``work_dir``, default next to the output) must then
   be on a file system the workers can read.
+* The model reaches the workers as a file: the checkpoint is copied into the work folder and each
+  worker process reads it once (tasks are plain, picklable data: a :class:`TileTask`, the path,
+  the settings).
 * ``"synchronous"``: no Dask; the tiles run one after another in the calling thread
   (debugging, and the reference the tests compare the cluster runs to).
 
@@ -150,6 +153,15 @@ class _Executor:
             self.cluster.close()
 
 
+def _share_checkpoint(checkpoint, work: Path) -> str:
+    """``checkpoint`` copied into the work folder (the one place every worker can read)."""
+    import shutil
+
+    dst = work / "model.pt"
+    shutil.copyfile(checkpoint, dst)
+    return str(dst.resolve())
+
+
 def _timed_predict_tile(task: TileTask, key: str, payload: dict, settings: TileSettings):
     t = time.perf_counter()
     tab = predict_tile(task, key, payload, settings)
@@ -238,7 +250,9 @@ def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os
         settings = TileSettings(graph=gp.to_dict(), predict=pc.to_dict(), min_nuclear_transcripts=cfg.min_nuclear_transcripts,
                                 torch_threads=threads, device=cfg.device)
         key = uuid.uuid4().hex
-        pay = ex.scatter(payload)
+        # the model travels as a file: a copy of the checkpoint in the work folder (on the shared file
+        # system a cluster needs anyway), read once per worker process; no live model, no closure
+        pay = payload if ex.client is None else _share_checkpoint(checkpoint, work)
         tasks = [TileTask(t_, plan.bounds(t_), buckets.parts[t_], nuclei_parts.get(t_), nuclei_mode) for t_ in tiles]
         window = max(1, 2 * ex.workers)
         pending: deque = deque()

@@ -389,16 +389,21 @@ class TileSettings:
 _MODELS: dict[str, Any] = {}
 
 
-def _model_from_payload(key: str, payload: dict):
-    """The model of a checkpoint payload, built once per process (thread-safe enough: a race
-    only builds it twice)."""
+def _model_from_payload(key: str, payload):
+    """The model of a checkpoint payload (a dict, or the path of a checkpoint file that every worker
+    can read), built once per process (thread-safe enough: a race only builds it twice). Only the
+    models of the last few runs stay cached in a long-lived worker."""
     m = _MODELS.get(key)
     if m is None:
         from segger.data.vocab import GeneVocab
-        from segger.training.checkpoint import model_from_payload
+        from segger.training.checkpoint import model_from_payload, read_checkpoint
 
+        if isinstance(payload, (str, os.PathLike)):
+            payload = read_checkpoint(payload)
         model, _ = model_from_payload(payload)
         m = (model, GeneVocab.from_list(payload["vocab"]))
+        while len(_MODELS) >= 4:
+            _MODELS.pop(next(iter(_MODELS)))
         _MODELS[key] = m
     return m
 
@@ -433,8 +438,9 @@ def tile_nuclei(task: TileTask, df: pd.DataFrame, min_nuclear: int) -> pd.DataFr
     return nuc.reset_index(drop=True)
 
 
-def predict_tile(task: TileTask, model_key: str, payload: dict, settings: TileSettings) -> pa.Table:
-    """Predict one tile; returns its core rows as the result table (Arrow)."""
+def predict_tile(task: TileTask, model_key: str, payload, settings: TileSettings) -> pa.Table:
+    """Predict one tile (``payload``: a checkpoint payload or a checkpoint path); returns its core rows
+    as the result table (Arrow)."""
     import torch
 
     from segger.data import GraphParams, build_graph
