@@ -80,7 +80,7 @@ def _add_scale(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("whole slide (out of core, Dask)")
     g.add_argument("--out-of-core", action="store_true",
                    help="stream a parquet input tile by tile (memory set by --tile-size, not the slide); writes "
-                        "segger_transcripts.parquet and segger_run.json only")
+                        "every output of an in-memory run (segment: trains on streamed tiles)")
     g.add_argument("--tile-size", type=float, default=None,
                    help="µm side of a tile (default: ~250k transcripts per tile at the slide's density)")
     g.add_argument("--tile-margin", type=float, default=30.0, help="µm of context around each tile (default 30)")
@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reference(p)
     _add_params(p, "graph", "training", "prediction")
     _add_health(p)
+    _add_scale(p)
+    g = p.add_argument_group("whole slide training (with --out-of-core)")
+    g.add_argument("--train-tiles", type=float, default=0.5,
+                   help="tiles streamed for training: a fraction (≤ 1) or a count (> 1) of the slide's tiles, seeded "
+                        "by --seed (default 0.5)")
+    g.add_argument("--val-tiles", type=int, default=1, help="tiles held out for validation (default 1)")
 
     p = sub.add_parser("train", help="train a model and save a checkpoint (model/best.pt, model/last.pt)")
     _add_input(p)
@@ -305,6 +311,8 @@ def cmd_segment(a, bar) -> int:
     from segger.workflows import segment
 
     check_output_path(a.output, _inputs(a))
+    if getattr(a, "out_of_core", False):
+        return _segment_out_of_core(a, bar)
     train = _train_config(a, **({"epochs": 0} if a.checkpoint and a.epochs is None else {}))
     if train.epochs and (str(train.devices) not in ("1", "auto") or train.num_nodes > 1 or train.strategy.startswith("ddp")):
         raise SeggerInputError("multi-process training (--devices N / --strategy ddp / --num-nodes) runs in 'segger train'; "
@@ -314,6 +322,47 @@ def cmd_segment(a, bar) -> int:
                   allow_weak_model=a.allow_weak_model, **_read_kwargs(a))
     bar.close()
     _print_result(res)
+    return 0
+
+
+def _segment_out_of_core(a, bar) -> int:
+    """``segger segment --out-of-core``: train on streamed tiles, predict every tile (segger.scale.segment)."""
+    from segger.scale import OutOfCoreConfig, segment_out_of_core
+    from segger.utils.outdir import OUTPUT_FILES, check_output_path
+
+    if a.checkpoint:
+        raise SeggerInputError("segment --out-of-core trains a new model on streamed tiles; to segment with a trained "
+                               "model use 'segger predict --out-of-core --checkpoint MODEL.pt'")
+    if a.nuclei_labels or a.nuclei == "labels":
+        raise SeggerInputError("--out-of-core takes vendor polygons or approximated nuclei (--nuclei polygons | "
+                               "approximate), not a label image")
+    train = _train_config(a)
+    if train.epochs and (str(train.devices) not in ("1", "auto") or train.num_nodes > 1 or train.strategy.startswith("ddp")):
+        raise SeggerInputError("multi-process training (--devices N / --strategy ddp) is not run by 'segger segment "
+                               "--out-of-core': see 'Whole slides on a cluster' in docs/scale.md")
+    if a.work_dir:
+        check_output_path(a.work_dir, [("input", a.input)], option="--work-dir")
+    train.device = a.device
+    device = "cpu" if a.device in ("auto", None) else a.device
+    cfg = OutOfCoreConfig(tile_size=a.tile_size, margin=a.tile_margin, scheduler=a.scheduler, workers=a.workers,
+                          work_dir=a.work_dir, device=device, min_qv=a.min_qv, filter_controls=not a.keep_controls,
+                          nuclei=a.nuclei)
+    tiles = int(a.train_tiles) if a.train_tiles > 1 else a.train_tiles
+    res = segment_out_of_core(a.input, a.output, train=train, graph=_graph_params(a), predict=_predict_config(a),
+                              config=cfg, train_tiles=tiles, val_tiles=a.val_tiles, platform=a.platform,
+                              pixel_size=a.pixel_size, reference_column=a.reference_column,
+                              allow_weak_model=a.allow_weak_model, callback=bar)
+    bar.close()
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    p = res.predict
+    n = max(p.n_rows, 1)
+    kinds = ", ".join(f"{k} {p.counts.get(k, 0) / n:.1%}" for k in ("nucleus", "cytoplasm", "fragment", "none"))
+    last = res.history[-1] if res.history else {}
+    print(f"trained on {len(res.train_tiles)} streamed tiles ({len(res.val_tiles)} held out; at most "
+          f"{res.train_info.get('peak_transcripts', 0):,} transcripts held); val AUROC {last.get('val_auroc', float('nan')):.3f}")
+    print(f"{p.n_rows:,} transcripts in {p.n_tiles} tiles ({p.scheduler}, {res.timings['total']:.1f} s): {kinds}")
+    print(f"{res.n_cells:,} cells; wrote {res.output} ({', '.join(OUTPUT_FILES)}, model/)")
     return 0
 
 

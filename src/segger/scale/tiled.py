@@ -248,6 +248,7 @@ class BucketResult:
     schema: pa.Schema | None = None
     seconds: float = 0.0
     xy: list = field(default_factory=list)  # kept (x, y) per batch, input order (``keep_xy=True`` only)
+    genes: set = field(default_factory=set)  # the genes of the kept rows (the vocabulary of a streamed training)
 
     def tiles(self) -> list[int]:
         """Tiles that own at least one transcript, in grid order."""
@@ -309,6 +310,7 @@ def bucket_transcripts(spec: InputSpec, plan: TilePlan, work_dir: str | os.PathL
             kept = tidy.iloc[:0]  # every row of this batch was filtered out
         res.rows_kept += len(kept)
         if len(kept):
+            res.genes.update(map(str, pd.unique(kept[S.GENE].astype(str))))
             x = kept[S.X].to_numpy(np.float64)
             y = kept[S.Y].to_numpy(np.float64)
             if keep_xy:

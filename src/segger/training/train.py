@@ -165,8 +165,14 @@ def _first(batch: list[HeteroData]) -> HeteroData:
     return batch[0]
 
 
-def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[HeteroData], list[HeteroData], dict]:
-    """Split the sample into training and validation tiles with their fixed validation labels."""
+def prepare_tiles(bundle: GraphBundle, config: TrainConfig,
+                  holdout: np.ndarray | None = None) -> tuple[list[HeteroData], list[HeteroData], dict]:
+    """Split the sample into training and validation tiles with their fixed validation labels.
+
+    ``holdout``: a boolean mask over the transcripts held out for validation instead of the spatial
+    blocks of ``config.val_block`` / ``val_fraction`` (streamed training validates on whole held-out
+    tiles, :mod:`segger.training.streamed`); with it, a sample that is all held out gives no training
+    tile and no error."""
     data = bundle.data
     n_bel = data[TX_BD].edge_index.shape[1]
     if n_bel == 0:
@@ -175,8 +181,11 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[Hetero
             "overlap the transcripts (same µm coordinates) or give nuclei another way (--nuclei)"
         )
     pos = data["tx"].pos.numpy()[:, :2].astype(np.float64)
-    val_tx = spatial_holdout(pos, config.val_block, config.val_fraction, config.seed)
-    if config.val_fraction > 0 and not val_tx.any():
+    if holdout is not None:
+        val_tx = np.asarray(holdout, dtype=bool)
+    else:
+        val_tx = spatial_holdout(pos, config.val_block, config.val_fraction, config.seed)
+    if holdout is None and config.val_fraction > 0 and not val_tx.any():
         val_tx = np.zeros(len(pos), dtype=bool)
     gen = torch.Generator().manual_seed(config.seed + 7919)
     bel = data[TX_BD].edge_index
@@ -215,7 +224,7 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig) -> tuple[list[Hetero
             vsub.label_geo = lookup_geometry(sub, vsub.label_index, float(bundle.params.dist_bd))
             vsub.labels = torch.cat([torch.ones(vpos.shape[1]), torch.zeros(vneg.shape[1])])
             val_items.append(vsub)
-    if not train_items:
+    if not train_items and holdout is None:
         raise SeggerInputError("no training tile holds a nucleus with transcripts; lower --val-fraction or check the nuclei")
     info = {"tile_size_um": ts, "n_tiles": len(tiles), "n_train_tiles": len(train_items), "n_val_tiles": len(val_items),
             "n_val_tx": int(val_tx.sum()), "max_distance_um": graph_max_distance(data),
