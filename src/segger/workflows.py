@@ -434,3 +434,59 @@ def finetune(input_path, output, checkpoint, corrections, callback=None, *, conf
     ft = (config or FinetuneConfig()).validate()
     return segment(input_path, output, callback, graph=graph, train=TrainConfig(epochs=0), predict=predict,
                    checkpoint=checkpoint, corrections=store, finetune=ft, **kwargs)
+
+
+# --- GUI-facing helpers ---
+def iter_export_result(result: pd.DataFrame, output, *, inputs: Iterable = (), parameters: dict | None = None,
+                       extra: dict | None = None, sample=None, pixel_size: float | None = None,
+                       save_model: Callable[[Path], Any] | None = None,
+                       keep: Iterable[str] | None = None, reference_column: str | None = "cell_id",
+                       boundaries_method: str = "concave", command: str = "segger export") -> Iterator[Progress]:
+    """Write an assigned result table into ``output`` as :func:`segment` does: the same files
+    (:mod:`segger.utils.outdir` names, :func:`write_cell_outputs`), a run JSON, staged under the
+    folder's lock and published at the end (the napari Export step; Python users with a result).
+
+    ``inputs``: the input paths (checked against ``output``, recorded in the run JSON); ``sample``:
+    the :class:`~segger.io.SpatialSample` the result's transcripts came from (its input rows are
+    written as :func:`segment` writes them; ``None`` for a table drawn in napari);
+    ``save_model(path)``: writes the model checkpoint (``model/last.pt``); ``keep``: the output files
+    to publish (default all; the run JSON always). Yields :class:`Progress`, returns ``{file: path}``.
+    """
+    from segger.export import writers as W
+
+    inputs = [str(p) for p in inputs if p]
+    output = check_output_path(output, [("input", p) for p in inputs])
+    keep = None if keep is None else set(keep)
+    t = time.perf_counter()
+    with output_session(output, command) as session:
+        stage = session.stage
+        yield Progress("export", 0, 4, f"writing {TRANSCRIPTS_FILE}")
+        W.write_transcripts(result, stage / TRANSCRIPTS_FILE, **_input_rows_of(sample, result, pixel_size))
+        yield Progress("export", 1, 4, "cell outlines, cells × genes, QC")
+        adata, _ = write_cell_outputs(result, stage, reference_column=reference_column,
+                                      boundaries_method=boundaries_method)
+        if save_model is not None:
+            yield Progress("export", 2, 4, "model checkpoint")
+            save_model(stage / "model" / "last.pt")
+        if keep is not None:
+            for name in (TRANSCRIPTS_FILE, BOUNDARIES_FILE, CELLS_FILE, QC_FILE):
+                if name not in keep:
+                    (stage / name).unlink(missing_ok=True)
+        yield Progress("export", 3, 4, f"writing {RUN_MARKER}")
+        W.write_run_json(stage / RUN_MARKER, parameters=dict(parameters or {}), inputs=inputs,
+                         timings={"export": time.perf_counter() - t},
+                         extra={"n_cells": int(adata.n_obs), **(extra or {})})
+        files = session.publish()
+        yield Progress("export", 4, 4, f"wrote {output}")
+    return files
+
+
+def _input_rows_of(sample, result: pd.DataFrame, pixel_size: float | None) -> dict:
+    """``{"source": InputRows}`` for :func:`segger.export.write_transcripts` where the input's rows are
+    known (the same rule as :func:`iter_segment`), else ``{}`` (the tidy table is written)."""
+    try:
+        from segger.io import input_rows
+    except ImportError:  # a core without input rows: the tidy table
+        return {}
+    rows = input_rows(sample, result[S.TX_ID], pixel_size=pixel_size) if sample is not None else None
+    return {"source": rows} if rows is not None else {}

@@ -329,8 +329,9 @@ def test_build_train_predict_layers_update_in_place(make_napari_viewer_proxy, qt
     e.export(tmp_path / "out")
     wait_job(qtbot, e, 120_000)
     assert not errors, errors
-    for name in ("segger_transcripts.parquet", "segger_cell_boundaries.parquet", "segger_cells.h5ad",
-                 "segger_qc.json", "segger_model.pt"):
+    # the file names of `segger segment`'s output folder (segger.utils.outdir), and its run JSON
+    for name in ("segger_transcripts.parquet", "segger_boundaries.parquet", "segger_cells.h5ad",
+                 "qc.json", "model/last.pt", "segger_run.json"):
         assert (tmp_path / "out" / name).is_file(), name
 
 

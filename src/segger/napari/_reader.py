@@ -64,7 +64,11 @@ def napari_get_reader(path: Any) -> Callable | None:
 
 def sample_to_layers(sample: Any, *, prefix: str, metadata: dict | None = None,
                      transcripts_visible: bool = True) -> list[tuple]:
-    """A :class:`segger.io.SpatialSample` → [nuclei layer, transcripts Points] LayerDataTuples."""
+    """A :class:`segger.io.SpatialSample` → [nuclei layer, transcripts Points] LayerDataTuples.
+
+    Both layers keep a reference to ``sample`` (:func:`segger.napari._inputs.link_sample`): the
+    Data step builds its graph from the sample's tables while the layers are unchanged."""
+    from segger.napari._inputs import link_sample
     from segger.napari.layers import nuclei_to_layer, transcripts_to_points
 
     meta = {
@@ -79,13 +83,13 @@ def sample_to_layers(sample: Any, *, prefix: str, metadata: dict | None = None,
     layers = []
     nuclei = getattr(sample, "nuclei", None)
     if nuclei is not None and len(nuclei):
-        layers.append(nuclei_to_layer(nuclei, name=f"{prefix} nuclei", metadata=dict(meta)))
-    layers.append(
+        layers.append(link_sample(nuclei_to_layer(nuclei, name=f"{prefix} nuclei", metadata=dict(meta)),
+                                  sample, "nuclei"))
+    layers.append(link_sample(
         transcripts_to_points(
             sample.transcripts, name=f"{prefix} transcripts", metadata=dict(meta),
             visible=transcripts_visible,
-        )
-    )
+        ), sample, "transcripts"))
     return layers
 
 

@@ -36,6 +36,8 @@ class SeggerState(QObject):
         super().__init__()
         self.bundle = None  # segger.data.GraphBundle
         self.bundle_source: dict = {}  # which layers / settings built it
+        #: the segger.io.SpatialSample the graph's transcripts came from (None: a drawn/edited layer)
+        self.spatial_sample = None
         self.run = None  # segger.training.TrainingRun (last training / fine-tuning)
         self.model = None  # torch.nn.Module used by Predict
         self.model_info: dict = {}
@@ -112,6 +114,7 @@ class SeggerState(QObject):
         """A new dataset was opened: forget the graph, prediction and result (models stay)."""
         self.bundle = None
         self.bundle_source = {}
+        self.spatial_sample = None
         self.prediction = None
         self.prediction_model_id = 0
         self.result = None

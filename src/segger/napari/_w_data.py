@@ -13,9 +13,7 @@ from segger.napari.layers import (
     LAYER_TX_EDGES,
     METADATA_KEY,
     graph_edges_to_vectors,
-    label_image_to_nuclei,
     layer_scale_translate,
-    points_to_transcripts,
     shapes_to_nuclei,
 )
 from segger.progress import Progress
@@ -153,8 +151,11 @@ class DataGraphWidget(SeggerWidget):
             use_z=bool(self.use_z.isChecked()),
         )
 
-    def _collect_inputs(self) -> dict:
-        """Read the layers on the main thread into plain tables/arrays for the worker."""
+    def _collect_inputs(self):
+        """Turn the chosen layers into workflow inputs on the main thread (:mod:`._inputs`): the
+        sample's own tables while the layers are unchanged, else the tables read from the layers."""
+        from segger.napari._inputs import GraphInputs, crop_transcripts, linked_sample, transcripts_of
+
         points = self.points_combo.current_layer()
         if points is None:
             raise SeggerInputError(
@@ -162,36 +163,39 @@ class DataGraphWidget(SeggerWidget):
                 "Xenium/MERSCOPE/CosMx folder first"
             )
         gene = self.gene_combo.currentText() or None
-        tx = points_to_transcripts(points, gene)
-        inputs: dict = {"tx": tx, "points": points.name, "gene": gene}
+        tx, sample = transcripts_of(points, gene)
+        inputs = GraphInputs(transcripts=tx, points=points.name, gene=gene, nuclei_mode="", sample=sample,
+                             from_sample={"transcripts": sample is not None, "nuclei": False})
         if self.crop_view.isChecked():
-            x0, y0, x1, y1 = current_view(self.viewer)
-            keep = (tx["x"].between(x0, x1) & tx["y"].between(y0, y1)).to_numpy()
-            if not keep.any():
+            crop = current_view(self.viewer)
+            inputs.transcripts = crop_transcripts(tx, crop)
+            if len(inputs.transcripts) == 0:
                 raise SeggerInputError(
                     f"no transcript of layer '{points.name}' is in the current view; pan or zoom to them, "
                     "or untick 'Only the current view'"
                 )
-            inputs["tx"] = tx[keep].reset_index(drop=True)
-            inputs["crop"] = (x0, y0, x1, y1)
+            inputs.crop = crop
         nuclei_layer = self.nuclei_combo.current_layer()
         if nuclei_layer is None:
             if self.nuclei_combo.currentText() != DERIVED:
                 raise SeggerInputError("choose a nuclei layer (Shapes or Labels) or the derived option")
-            inputs["nuclei_mode"] = "derived"
-        elif layer_kind(nuclei_layer) == "Shapes":
-            inputs["nuclei"] = shapes_to_nuclei(nuclei_layer)
-            inputs["nuclei_mode"] = f"shapes:{nuclei_layer.name}"
-        elif layer_kind(nuclei_layer) == "Labels":
-            # copy the pixels here; polygons are traced in the worker
-            scale, translate = layer_scale_translate(nuclei_layer)
-            inputs["labels"] = (np.asarray(nuclei_layer.data), scale, translate, nuclei_layer.name)
-            inputs["nuclei_mode"] = f"labels:{nuclei_layer.name}"
-        else:
+            inputs.nuclei_mode = "derived"
+            return inputs
+        kind = layer_kind(nuclei_layer)
+        if kind not in ("Shapes", "Labels"):
             raise SeggerInputError(
-                f"layer '{nuclei_layer.name}' is a {layer_kind(nuclei_layer)} layer; nuclei must be "
-                "Shapes or Labels"
+                f"layer '{nuclei_layer.name}' is a {kind} layer; nuclei must be Shapes or Labels"
             )
+        inputs.nuclei_mode = f"{kind.lower()}:{nuclei_layer.name}"
+        nuc_sample = linked_sample(nuclei_layer, "nuclei")
+        if nuc_sample is not None and (sample is None or nuc_sample is sample):
+            inputs.nuclei = nuc_sample.nuclei  # the polygons the layer was made from (not a raster's trace)
+            inputs.from_sample["nuclei"] = True
+        elif kind == "Shapes":
+            inputs.nuclei = shapes_to_nuclei(nuclei_layer)
+        else:  # copy the pixels here; polygons are traced in the worker
+            scale, translate = layer_scale_translate(nuclei_layer)
+            inputs.labels = (np.asarray(nuclei_layer.data), scale, translate, nuclei_layer.name)
         return inputs
 
     def _large_layer_guard(self) -> bool:
@@ -227,29 +231,16 @@ class DataGraphWidget(SeggerWidget):
 
         def job():
             from segger.data import build_graph
+            from segger.napari._inputs import resolve_nuclei
 
-            nuclei = inputs.get("nuclei")
-            if "labels" in inputs:
+            if inputs.labels is not None:
                 yield Progress("graph", 0, 3, "tracing nuclei in the label image")
-                nuclei = label_image_to_nuclei(*inputs["labels"])
-            elif inputs["nuclei_mode"] == "derived":
+            elif inputs.nuclei_mode == "derived":
                 yield Progress("graph", 0, 3, "approximating nuclei from nuclear transcripts")
-                from segger.io.nuclei import approximate_nuclei
-
-                nuclei = approximate_nuclei(inputs["tx"])
-                if len(nuclei) == 0:
-                    raise SeggerInputError(
-                        f"layer '{inputs['points']}' has no nuclear transcripts with a vendor cell id "
-                        "(features 'nuclear' and 'cell_id'); choose a Shapes or Labels layer of nuclei"
-                    )
-            if "crop" in inputs and len(nuclei):  # the nuclei a cropped transcript can reach
-                x0, y0, x1, y1 = inputs["crop"]
-                r = params.dist_bd
-                near = (nuclei["x"].between(x0 - r, x1 + r) & nuclei["y"].between(y0 - r, y1 + r)).to_numpy()
-                nuclei = nuclei[near].reset_index(drop=True)
-            n_tx, n_bd = len(inputs["tx"]), len(nuclei)
+            nuclei = resolve_nuclei(inputs, params.dist_bd)
+            n_tx, n_bd = len(inputs.transcripts), len(nuclei)
             yield Progress("graph", 1, 3, f"building the graph ({n_tx:,} transcripts, {n_bd:,} nuclei)")
-            bundle = build_graph(inputs["tx"], nuclei, params)
+            bundle = build_graph(inputs.transcripts, nuclei, params)
             edges = None
             if show_edges:
                 yield Progress("graph", 2, 3, "preparing the edges layer")
@@ -259,15 +250,12 @@ class DataGraphWidget(SeggerWidget):
 
         self.job.start(job, desc="Build graph", on_done=lambda out: self._apply(out, inputs, params))
 
-    def _apply(self, out, inputs: dict, params) -> None:
+    def _apply(self, out, inputs, params) -> None:
         from segger.napari._viewer import upsert_layer
 
         bundle, edges = out
-        self.state.set_bundle(
-            bundle,
-            {"points": inputs["points"], "gene": inputs["gene"], "nuclei": inputs["nuclei_mode"],
-             "params": params.to_dict(), "crop": inputs.get("crop")},
-        )
+        self.state.set_bundle(bundle, inputs.source(params))
+        self.state.spatial_sample = inputs.sample
         s = bundle.summary()
         self.summary.setText(
             f"{s['n_tx']:,} transcripts, {s['n_bd']:,} nuclei; edges: {s['n_tx_tx']:,} tx–tx, "

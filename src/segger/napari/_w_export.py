@@ -1,4 +1,5 @@
-"""*Export* dock widget: the core's atomic writers for the current result, in a worker."""
+"""*Export* dock widget: the current result into an output folder like ``segger segment``'s
+(:func:`segger.workflows.iter_export_result`: same file names, same writers, a run JSON), in a worker."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdi
 
 from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row
-from segger.progress import Progress
+from segger.utils.outdir import BOUNDARIES_FILE, CELLS_FILE, QC_FILE, TRANSCRIPTS_FILE
 
+#: the files of ``segger segment``'s output folder (:mod:`segger.utils.outdir`), plus the model
 FILES = {
-    "transcripts": ("segger_transcripts.parquet", "Transcripts with segger_cell_id, score, assignment (parquet)"),
-    "boundaries": ("segger_cell_boundaries.parquet", "Cell outlines (GeoParquet-style polygons, µm)"),
-    "anndata": ("segger_cells.h5ad", "Cells × genes counts with centroids, areas, mean score (AnnData)"),
-    "qc": ("segger_qc.json", "QC metrics (fraction assigned, transcripts per cell, MECR, agreement)"),
-    "model": ("segger_model.pt", "Model checkpoint of the last training run (safe format)"),
+    "transcripts": (TRANSCRIPTS_FILE, "Transcripts with segger_cell_id, score, assignment (parquet)"),
+    "boundaries": (BOUNDARIES_FILE, "Cell outlines (GeoParquet-style polygons, µm)"),
+    "anndata": (CELLS_FILE, "Cells × genes counts with centroids, areas, mean score (AnnData)"),
+    "qc": (QC_FILE, "QC metrics (fraction assigned, transcripts per cell, MECR, agreement)"),
+    "model": ("model/last.pt", "Model checkpoint of the last training run (safe format)"),
 }
 
 
@@ -91,38 +93,18 @@ class ExportWidget(SeggerWidget):
             self.guarded(self._raise, SeggerInputError("nothing to export; tick at least one file"))
             return
         run = self.state.run
-        params = dict(self.state.result_params)
+        spec = self.guarded(self._run_record)
+        if spec is None:
+            return
+        keep = [FILES[k][0] for k in chosen if k != "model"]
+        save_model = run.save_checkpoint if "model" in chosen and run is not None else None
 
         def job():
-            from segger.export import writers as W
+            from segger.workflows import iter_export_result
 
-            total = len(chosen) + 1
-            written: list[str] = []
-            out.mkdir(parents=True, exist_ok=True)
-            boundaries = None
-            if "boundaries" in chosen or "anndata" in chosen:
-                yield Progress("export", 0, total, "cell outlines")
-                boundaries = W.cell_boundaries(result)
-            for i, key in enumerate(chosen, start=1):
-                path = out / FILES[key][0]
-                yield Progress("export", i, total, f"writing {path.name}")
-                if key == "transcripts":
-                    W.write_transcripts(result, path)
-                elif key == "boundaries":
-                    W.write_boundaries(boundaries, path)
-                elif key == "anndata":
-                    W.write_anndata(W.build_anndata(result, boundaries), path)
-                elif key == "qc":
-                    from segger.validation import qc_report, write_qc_json
-
-                    report = qc_report(result)
-                    report["score_cut"] = params.get("score_cut")
-                    write_qc_json(report, path)
-                elif key == "model":
-                    run.save_checkpoint(path)
-                written.append(str(path))
-            yield Progress("export", total, total, "done")
-            return written
+            files = yield from iter_export_result(result, out, keep=keep, save_model=save_model,
+                                                  command="napari Export", **spec)
+            return [str(p) for p in files.values()]
 
         def done(written):
             self.last_written = written
@@ -130,6 +112,34 @@ class ExportWidget(SeggerWidget):
             self.panel.status.setText(f"Export: {len(written)} file(s) in {out}")
 
         self.job.start(job, desc="Export", on_done=done)
+
+    def _run_record(self) -> dict:
+        """``inputs``, ``parameters`` and ``extra`` of the run JSON, from the session (what built the
+        graph, the model and the result), in the keys ``segger segment`` writes."""
+        st = self.state
+        sample = st.spatial_sample
+        inputs = [p for p in (getattr(sample, "transcripts_path", None) or getattr(sample, "source", None),
+                              getattr(sample, "nuclei_path", None)) if p]
+        if not inputs and (st.data_source or {}).get("path"):
+            inputs = [st.data_source["path"]]
+        bundle = st.bundle
+        cfg = st.model_info.get("config") if st.model_info else None
+        parameters = {
+            "platform": getattr(sample, "platform", None),
+            "nuclei_source": getattr(sample, "nuclei_source", None),
+            "graph": bundle.params.to_dict() if bundle is not None else None,
+            "train": cfg, "predict": dict(st.result_params or {}),
+            "checkpoint": st.model_info.get("checkpoint") if st.model_info else None,
+            "seed": (cfg or {}).get("seed") if isinstance(cfg, dict) else None,
+        }
+        extra = {"graph_summary": bundle.summary() if bundle is not None else None,
+                 "graph_source": {k: v for k, v in st.bundle_source.items() if k != "params"},
+                 "model": st.model_label(), "warnings": list(getattr(sample, "warnings", []) or []),
+                 "n_corrections": len(st.corrections) if st.corrections is not None else 0}
+        if sample is not None and getattr(sample, "filter_report", None) is not None:
+            extra["filter_report"] = sample.filter_report.to_dict()
+        return {"inputs": inputs, "parameters": parameters, "extra": extra, "sample": sample,
+                "pixel_size": getattr(sample, "pixel_size", None)}
 
     @staticmethod
     def _raise(exc):

@@ -251,11 +251,12 @@ class PredictWidget(SeggerWidget):
             from segger.prediction import PredictConfig, iter_predict
 
             if vocab is not None and list(vocab.genes) != list(bundle.vocab.genes):
-                # another gene panel than the model's: genes it does not know get its unknown token
-                from segger.data import build_graph
+                # another gene panel than the model's: the CLI's one rule (refuse < 50 % coverage;
+                # genes it does not know get its unknown token)
+                from segger.workflows import bundle_for_vocabulary
 
                 yield Progress("predict", 0, None, "matching the genes to the model's vocabulary")
-                bundle = build_graph(bundle.transcripts, bundle.nuclei, bundle.params, vocab=vocab)
+                bundle, holder["warnings"] = bundle_for_vocabulary(bundle, vocab)
                 holder["bundle"] = bundle
             config = PredictConfig(score_cut=cut, fragments=frags, device=device, **rule)
             prediction = yield from iter_predict(model, bundle, config)
@@ -265,6 +266,11 @@ class PredictWidget(SeggerWidget):
             return prediction, result, points
 
         def done(out):
+            if holder.get("warnings"):
+                from napari.utils.notifications import show_warning
+
+                for w in holder["warnings"]:
+                    show_warning(w)
             if "bundle" in holder:  # the graph with the model's gene tokens replaces the old one
                 self.state.set_bundle(holder["bundle"], {**self.state.bundle_source, "vocab": "model"})
             self._apply_prediction(out)

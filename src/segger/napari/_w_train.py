@@ -200,13 +200,14 @@ class TrainWidget(SeggerWidget):
         return text
 
     @staticmethod
-    def _bundle_for(bundle, vocab):
-        """The graph with ``vocab``'s gene tokens (rebuilt when the checkpoint's vocabulary differs)."""
-        if list(vocab.genes) == list(bundle.vocab.genes):
-            return bundle, False
-        from segger.data import build_graph
+    def _bundle_for(bundle, vocab, checkpoint=None):
+        """``(bundle, rebuilt, warnings)``: the graph with ``vocab``'s gene tokens, by the CLI's one
+        rule (:func:`segger.workflows.bundle_for_vocabulary`: a checkpoint knowing < 50 % of the panel's
+        genes is refused with the CLI's message)."""
+        from segger.workflows import bundle_for_vocabulary
 
-        return build_graph(bundle.transcripts, bundle.nuclei, bundle.params, vocab=vocab), True
+        b, warnings = bundle_for_vocabulary(bundle, vocab, checkpoint)
+        return b, b is not bundle, warnings
 
     # ---------------------------------------------------------------------------------------
     def train(self) -> None:
@@ -235,8 +236,9 @@ class TrainWidget(SeggerWidget):
                 yield Progress("train", 0, None, "reading the checkpoint")
                 _, _, vocab, _, _ = load_checkpoint(ckpt)
                 if list(vocab.genes) != list(bundle.vocab.genes):
-                    yield Progress("train", 0, None, "rebuilding the graph with the checkpoint's genes")
-                b, rebuilt = self._bundle_for(bundle, vocab)
+                    yield Progress("train", 0, None, "matching the genes to the checkpoint's vocabulary")
+                b, rebuilt, warnings = self._bundle_for(bundle, vocab, ckpt)
+                holder["warnings"] = warnings
             yield Progress("train", 0, None, "building the model")
             run = TrainingRun(b, config, checkpoint=ckpt)
             holder.update(run=run, bundle=b, rebuilt=rebuilt)
@@ -249,6 +251,13 @@ class TrainWidget(SeggerWidget):
         self._epochs_total = int(config.epochs)
         self.job.start(job, desc="Train", on_yield=self._on_progress, on_done=self._apply,
                        on_cancel=lambda: self._apply(holder, cancelled=True))
+
+    def _warn(self, warnings) -> None:
+        if warnings:
+            from napari.utils.notifications import show_warning
+
+            for w in warnings:
+                show_warning(w)
 
     def _raise_no_graph(self):
         raise SeggerInputError("no graph yet; build it in 'Data & graph' first")
@@ -291,6 +300,7 @@ class TrainWidget(SeggerWidget):
             self.info.setText(self.model_text() + " " + self._note)
             self.panel.status.setText("Train: cancelled (previous model kept)")
             return
+        self._warn(holder.get("warnings") or [])
         if holder.get("rebuilt"):
             self.state.set_bundle(holder["bundle"], {**self.state.bundle_source, "vocab": "checkpoint"})
         seconds = float(run.info.get("seconds", 0) or (time.perf_counter() - self._t0))
@@ -333,12 +343,13 @@ class TrainWidget(SeggerWidget):
             yield Progress("load", 0, 2, "reading the checkpoint")
             model, mcfg, vocab, _, payload = load_checkpoint(ckpt)
             yield Progress("load", 1, 2, "matching genes")
-            b, rebuilt = self._bundle_for(bundle, vocab)
+            b, rebuilt, warnings = self._bundle_for(bundle, vocab, ckpt)
             model.eval()
-            return model, b, rebuilt, payload
+            return model, b, rebuilt, payload, warnings
 
         def done(out):
-            model, b, rebuilt, payload = out
+            model, b, rebuilt, payload, warnings = out
+            self._warn(warnings)
             if rebuilt:
                 self.state.set_bundle(b, {**self.state.bundle_source, "vocab": "checkpoint"})
             metrics = payload.get("metrics", {}) or {}
