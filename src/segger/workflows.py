@@ -195,6 +195,7 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
     graph = (graph or GraphParams()).validate()
     train_cfg = dataclasses.replace(train) if train is not None else TrainConfig()  # never mutate the caller's
     pred_cfg = dataclasses.replace(predict) if predict is not None else PredictConfig()
+    from segger.io import input_rows
     train_cfg.device = device
     pred_cfg.device = device
     train_cfg.validate()
@@ -296,7 +297,8 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
         # export
         t = time.perf_counter()
         yield Progress("export", 0, 4, "writing outputs")
-        write_transcripts(result, stage / TRANSCRIPTS_FILE)
+        write_transcripts(result, stage / TRANSCRIPTS_FILE,
+                          source=input_rows(sample, result[S.TX_ID], pixel_size=pixel_size))
         adata, qc = write_cell_outputs(result, stage, reference_column=reference_column,
                                        boundaries_method=boundaries_method)
         timings["export"] = time.perf_counter() - t

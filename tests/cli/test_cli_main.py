@@ -124,14 +124,27 @@ def test_segment_writes_every_output(segmented):
 
 @pytest.mark.slow
 def test_segment_transcripts_table(segmented, lung_copy):
+    """The transcripts output keeps the input's own columns (names, order, values: it joins with the
+    user's other Xenium tools) and adds Segger's; read back, it is the schema's result table (issue 11 #3)."""
+    from segger.export import SEGGER_COLUMNS, read_transcripts_output
+
     df = pd.read_parquet(segmented["out"] / "segger_transcripts.parquet")
-    for col in (S.SEGGER_CELL_ID, S.SCORE, S.ASSIGNMENT, S.TX_ID, S.X, S.Y, S.GENE):
-        assert col in df.columns
+    raw = pd.read_parquet(lung_copy / "transcripts.parquet")
+    assert list(df.columns) == list(raw.columns) + list(SEGGER_COLUMNS)
+    for tidy_name in (S.X, S.Y, S.GENE, S.NUCLEAR):  # no renamed copies of the vendor's columns
+        assert tidy_name not in df.columns
     assert set(df[S.ASSIGNMENT].astype(str).unique()) <= set(S.ASSIGNMENT_KINDS)
     assert df[S.SCORE].between(0, 1).all()
     assert (df[S.SEGGER_CELL_ID] != S.UNASSIGNED).mean() > 0.5
-    raw = pd.read_parquet(lung_copy / "transcripts.parquet")
-    assert set(df[S.TX_ID]) <= set(raw["transcript_id"].astype("int64"))
+    # the vendor's rows, unchanged, for the transcripts that passed the filters
+    by_id = raw.set_index("transcript_id")
+    kept = by_id.loc[df["transcript_id"]].reset_index()
+    pd.testing.assert_frame_equal(df[list(raw.columns)], kept[list(raw.columns)])
+    back = read_transcripts_output(segmented["out"] / "segger_transcripts.parquet")
+    for col in (S.SEGGER_CELL_ID, S.SCORE, S.ASSIGNMENT, S.TX_ID, S.X, S.Y, S.GENE):
+        assert col in back.columns
+    assert np.allclose(back[S.X], df["x_location"]) and (back[S.GENE] == df["feature_name"].astype(str)).all()
+    assert set(back[S.TX_ID]) <= set(raw["transcript_id"].astype("int64"))
 
 
 @pytest.mark.slow

@@ -385,9 +385,7 @@ def cmd_predict(a, bar) -> int:
 def _predict_out_of_core(a, bar) -> int:
     import time
 
-    import pandas as pd
-
-    from segger.export import write_run_json
+    from segger.export import read_transcripts_output, write_run_json
     from segger.scale import OutOfCoreConfig, predict_out_of_core
     from segger.training.checkpoint import read_checkpoint
     from segger.training.health import check_model_health
@@ -418,7 +416,7 @@ def _predict_out_of_core(a, bar) -> int:
         # outlines, cells × genes and QC from the streamed result, written as an in-memory run writes them
         # (the result table is read back whole here: per-tile cell aggregation is not streamed yet)
         t = time.perf_counter()
-        result = pd.read_parquet(session.stage / TRANSCRIPTS_FILE)
+        result = read_transcripts_output(session.stage / TRANSCRIPTS_FILE)
         adata, _ = write_cell_outputs(result, session.stage, reference_column=a.reference_column)
         n_cells = int(adata.n_obs)
         del result, adata
@@ -457,8 +455,7 @@ def cmd_train(a, bar) -> int:
 
 
 def cmd_qc(a, bar) -> int:
-    import pandas as pd
-
+    from segger.export import read_transcripts_output
     from segger.utils.outdir import (OUTPUT_FILES, QC_FILE, TRANSCRIPTS_FILE, OutputLock, check_output_path,
                                      require_complete)
     from segger.validation import format_qc_table, qc_report, write_qc_json
@@ -469,7 +466,7 @@ def cmd_qc(a, bar) -> int:
         target = check_output_path(a.json, [("transcripts table", out / TRANSCRIPTS_FILE)] +
                                    [(f"output file {f}", out / f) for f in OUTPUT_FILES if f != QC_FILE],
                                    option="--json", kind="file")
-    df = pd.read_parquet(out / TRANSCRIPTS_FILE)
+    df = read_transcripts_output(out / TRANSCRIPTS_FILE)
     ref = a.reference_column if a.reference_column in df.columns else None
     report = qc_report(df, reference_column=ref)
     if target.resolve().parent == out.resolve():  # a file of the output folder: under its lock

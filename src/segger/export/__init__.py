@@ -13,6 +13,8 @@ from segger.export.writers import (
     write_boundaries,
     write_run_json,
     write_transcripts,
+    read_transcripts_output,
+    SEGGER_COLUMNS,
 )
 
 __all__ = [
@@ -31,4 +33,6 @@ __all__ = [
     "write_json_atomic",
     "write_run_json",
     "write_transcripts",
+    "read_transcripts_output",
+    "SEGGER_COLUMNS",
 ]

@@ -27,7 +27,9 @@ from segger.validation.metrics import factorize_cells
 
 __all__ = [
     "BOUNDARY_COLUMNS",
+    "SEGGER_COLUMNS",
     "write_transcripts",
+    "read_transcripts_output",
     "cell_boundaries",
     "write_boundaries",
     "read_boundaries",
@@ -72,19 +74,76 @@ def _segger_ids(df: pd.DataFrame, cell_col: str) -> pd.Series:
 # --------------------------------------------------------------------------------------------
 
 
-def write_transcripts(result_df: pd.DataFrame, path: str | os.PathLike, *, compression: str = "zstd") -> Path:
-    """Write the result table to parquet atomically (all columns, in order, no index).
+#: Segger's columns in a written transcripts table (the result table's additions to the input's own)
+SEGGER_COLUMNS = (schema.SEGGER_CELL_ID, schema.SCORE, schema.ASSIGNMENT)
+#: parquet key-value metadata saying how to read a transcripts file back (see :func:`read_transcripts_output`)
+LAYOUT_KEY = b"segger.layout"
 
-    ``segger_cell_id`` is written as ``str`` (None/NaN/"-1" → ``"UNASSIGNED"``); other columns
-    are written as given.
+
+def write_transcripts(result_df: pd.DataFrame, path: str | os.PathLike, *, source=None,
+                      compression: str = "zstd") -> Path:
+    """Write the result table to parquet atomically (no index).
+
+    With ``source`` (:class:`segger.io.InputRows` for the result's transcripts, from
+    :func:`segger.io.input_rows`) the file is the input's own rows — its column names, order and
+    values, e.g. Xenium ``x_location``/``feature_name``/``overlaps_nucleus`` — plus Segger's columns
+    (:data:`SEGGER_COLUMNS`), so it joins with the user's other tools; an input column named like one of
+    Segger's is kept as ``input_<name>``. Without it (layers drawn in napari, SpatialData input) the
+    tidy result table is written (all columns, in order). ``segger_cell_id`` is written as ``str``
+    (None/NaN/"-1" → ``"UNASSIGNED"``). :func:`read_transcripts_output` reads either back into the
+    result table.
     """
     _require(result_df, schema.SEGGER_CELL_ID)
-    df = result_df.copy(deep=False)
-    df[schema.SEGGER_CELL_ID] = _segger_ids(result_df, schema.SEGGER_CELL_ID)
-    df = df.reset_index(drop=True)
+    ids = _segger_ids(result_df, schema.SEGGER_CELL_ID).reset_index(drop=True)
+    layout: dict[str, Any] = {"layout": "tidy"}
+    if source is None:
+        df = result_df.copy(deep=False).reset_index(drop=True)
+        df[schema.SEGGER_CELL_ID] = ids
+    else:
+        if len(source.table) != len(result_df):
+            raise ValueError(f"source rows ({len(source.table)}) do not match the result ({len(result_df)})")
+        df = source.table.copy(deep=False).reset_index(drop=True)
+        taken = set(SEGGER_COLUMNS)
+        renames = {}
+        for col in df.columns:
+            if col in taken:
+                name = str(col)
+                while name in taken or name in df.columns:
+                    name = f"input_{name}"
+                renames[col] = name
+        df = df.rename(columns=renames)
+        for col in SEGGER_COLUMNS:
+            if col == schema.SEGGER_CELL_ID:
+                df[col] = ids
+            elif col in result_df.columns:
+                df[col] = result_df[col].reset_index(drop=True)
+        layout = {"layout": "input", "platform": source.platform, "input": source.file,
+                  "pixel_size": source.pixel_size}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[LAYOUT_KEY] = json.dumps(layout).encode()
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False, compression=compression)
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression=compression)
     return Path(path)
+
+
+def read_transcripts_output(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """The result table (:mod:`segger.schema` names) of a transcripts file :func:`write_transcripts`
+    wrote, whichever layout: a file in the input's own layout is read back through the reader's column
+    rule (:func:`segger.io.tidy_platform_table`); Segger's columns come through unchanged."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    layout = json.loads(meta[LAYOUT_KEY]) if LAYOUT_KEY in meta else {"layout": "tidy"}
+    df = pd.read_parquet(path)
+    if layout.get("layout") == "input":
+        from segger.io import tidy_platform_table
+
+        df = tidy_platform_table(df, layout["platform"], path, layout.get("pixel_size"))
+    return df[columns] if columns is not None else df
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,7 +518,7 @@ def load_output(folder, command: str = "export"):
         require_complete
 
     out = require_complete(folder, command)
-    result = pd.read_parquet(out / TRANSCRIPTS_FILE)
+    result = read_transcripts_output(out / TRANSCRIPTS_FILE)
     bounds = None
     for name in (BOUNDARIES_FILE, LEGACY_BOUNDARIES_FILE):
         if (out / name).is_file():

@@ -31,10 +31,13 @@ from segger.io.readers import (
     NUCLEI_MODES,
     PLATFORMS,
     XENIUM_PIXEL_SIZE,
+    InputRows,
     SpatialSample,
     check_units,
     detect_platform,
+    input_rows,
     read_transcripts,
+    tidy_platform_table,
 )
 from segger.io.readers import read_sample as _read_vendor_sample
 from segger.io.spatialdata import is_spatialdata_store  # no spatialdata import: file names only
@@ -74,6 +77,7 @@ __all__ = [
     "PLATFORMS",
     "XENIUM_PIXEL_SIZE",
     "FilterReport",
+    "InputRows",
     "SpatialSample",
     "approximate_nuclei",
     "bbox_of",
@@ -84,6 +88,7 @@ __all__ = [
     "is_spatialdata_store",
     "empty_nuclei",
     "filter_transcripts",
+    "input_rows",
     "load_label_image",
     "normalise_cell_ids",
     "nuclei_from_labels",
@@ -95,4 +100,5 @@ __all__ = [
     "read_spatialdata",
     "read_table",
     "read_transcripts",
+    "tidy_platform_table",
 ]

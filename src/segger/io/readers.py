@@ -335,9 +335,21 @@ def _fov_cell_ids(fov: pd.Series, cell: np.ndarray) -> np.ndarray:
     return texts[k_codes]
 
 
+TABLE_KIND = {"xenium": "Xenium transcripts", "merscope": "MERSCOPE transcripts", "cosmx": "CosMx transcripts",
+              "table": "transcripts table"}
+
+
 def _read_platform_transcripts(platform: str, file: Path, pixel_size: float | None) -> pd.DataFrame:
+    if platform not in TABLE_KIND:
+        raise SeggerInputError(f"unknown platform {platform!r}; use one of auto, {', '.join(PLATFORMS)}")
+    return tidy_platform_table(T.read_table(file, TABLE_KIND[platform]), platform, file, pixel_size)
+
+
+def tidy_platform_table(raw: pd.DataFrame, platform: str, file, pixel_size: float | None = None) -> pd.DataFrame:
+    """The tidy transcripts table of ``raw``, a table in ``platform``'s own layout (the one column rule,
+    used for the input and for reading a written result back); ``file`` names it in errors."""
+    file = Path(file)
     if platform == "xenium":
-        raw = T.read_table(file, "Xenium transcripts")
         return _standardise(
             raw, file,
             x_aliases=_first("x_location", X_ALIASES), y_aliases=_first("y_location", Y_ALIASES),
@@ -345,7 +357,6 @@ def _read_platform_transcripts(platform: str, file: Path, pixel_size: float | No
             nuclear_aliases=_first("overlaps_nucleus", NUCLEAR_ALIASES),
         )
     if platform == "merscope":
-        raw = T.read_table(file, "MERSCOPE transcripts")
         return _standardise(
             raw, file,
             x_aliases=_first("global_x", X_ALIASES), y_aliases=_first("global_y", Y_ALIASES),
@@ -353,7 +364,6 @@ def _read_platform_transcripts(platform: str, file: Path, pixel_size: float | No
             qv_aliases=(), nuclear_aliases=(), text_tx_id_is_gene=True,
         )
     if platform == "cosmx":
-        raw = T.read_table(file, "CosMx transcripts")
         ps = COSMX_PIXEL_SIZE if pixel_size is None else _check_pixel_size(pixel_size)
         return _standardise(
             raw, file,
@@ -364,12 +374,40 @@ def _read_platform_transcripts(platform: str, file: Path, pixel_size: float | No
             fov_cells=True,
         )
     if platform == "table":
-        raw = T.read_table(file, "transcripts table")
         return _standardise(
             raw, file, x_aliases=X_ALIASES, y_aliases=Y_ALIASES, z_aliases=Z_ALIASES,
             gene_aliases=GENE_ALIASES, compartment_aliases=COMPARTMENT_ALIASES,
         )
     raise SeggerInputError(f"unknown platform {platform!r}; use one of auto, {', '.join(PLATFORMS)}")
+
+
+@dataclass(frozen=True)
+class InputRows:
+    """The input file's own rows for a set of transcripts: its columns, names, order and values
+    (what an output keeps so that it joins with the user's other tools), with what reads it back."""
+
+    table: pd.DataFrame
+    platform: str
+    file: str
+    pixel_size: float | None = None
+
+
+def input_rows(sample: SpatialSample, transcript_ids, *, pixel_size: float | None = None) -> InputRows | None:
+    """The rows of ``sample``'s transcripts file for ``transcript_ids`` (in that order), or ``None`` where
+    there is no such file (layers drawn in napari, a SpatialData store) or it no longer holds every id
+    (changed since it was read). Ids are matched by the reader's own rule (:func:`tidy_platform_table`)."""
+    file = Path(sample.transcripts_path) if sample.transcripts_path else None
+    if sample.platform not in TABLE_KIND or file is None or not file.is_file():
+        return None
+    try:
+        raw = T.read_table(file, TABLE_KIND[sample.platform])
+        ids = tidy_platform_table(raw, sample.platform, file, pixel_size)[schema.TX_ID].to_numpy()
+    except SeggerInputError:
+        return None
+    pos = pd.Index(ids).get_indexer(np.asarray(transcript_ids, dtype=np.int64))
+    if (pos < 0).any():
+        return None
+    return InputRows(raw.iloc[pos].reset_index(drop=True), sample.platform, str(file), pixel_size)
 
 
 def positive_number(value, what: str) -> float:
