@@ -109,12 +109,14 @@ def no_nuclei_reason(sample) -> str:
 # ----------------------------------------------------------------------------------------------
 # a checkpoint's vocabulary
 # ----------------------------------------------------------------------------------------------
-def check_vocabulary(vocab, genes: Iterable[str], checkpoint=None) -> list[str]:
+def check_vocabulary(vocab, genes: Iterable[str], checkpoint=None, min_coverage: float | None = None) -> list[str]:
     """The one vocabulary rule: a checkpoint knowing < :data:`MIN_VOCAB_COVERAGE` of ``genes`` is
-    refused (it was trained on another panel); otherwise the warnings about unknown genes."""
+    refused (it was trained on another panel); otherwise the warnings about unknown genes.
+    ``min_coverage``: the share a checkpoint declares for itself (:func:`vocab_rule`; the bundled
+    pretrained model declares 0: it is meant for any panel)."""
     cov, unknown = vocab.coverage(pd.unique(pd.Series(list(genes), dtype=object)))
     name = f"checkpoint {checkpoint}" if checkpoint is not None else "the model"
-    if cov < MIN_VOCAB_COVERAGE:
+    if cov < (MIN_VOCAB_COVERAGE if min_coverage is None else min_coverage):
         raise SeggerInputError(
             f"{name} knows only {cov:.0%} of this panel's genes ({len(unknown)} unknown): "
             "it was trained on another panel; train a new model (omit --checkpoint)"
@@ -124,10 +126,21 @@ def check_vocabulary(vocab, genes: Iterable[str], checkpoint=None) -> list[str]:
     return []
 
 
-def bundle_for_vocabulary(bundle: GraphBundle, vocab, checkpoint=None) -> tuple[GraphBundle, list[str]]:
+def vocab_rule(payload: dict | None) -> float | None:
+    """The ``min_vocab_coverage`` a checkpoint payload declares (a number in [0, 1]), else ``None``
+    (the default rule)."""
+    v = (payload or {}).get("min_vocab_coverage")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+        return None
+    return float(v)
+
+
+def bundle_for_vocabulary(bundle: GraphBundle, vocab, checkpoint=None,
+                          min_coverage: float | None = None) -> tuple[GraphBundle, list[str]]:
     """``(bundle, warnings)``: ``bundle`` itself when it already uses ``vocab``'s gene tokens, else the
-    same graph rebuilt with them — after :func:`check_vocabulary` (so GUI and CLI refuse alike)."""
-    warnings = check_vocabulary(vocab, bundle.transcripts[S.GENE].unique(), checkpoint)
+    same graph rebuilt with them — after :func:`check_vocabulary` (so GUI and CLI refuse alike;
+    ``min_coverage``: the checkpoint's own rule, ``vocab_rule(payload)``)."""
+    warnings = check_vocabulary(vocab, bundle.transcripts[S.GENE].unique(), checkpoint, min_coverage)
     if list(vocab.genes) == list(bundle.vocab.genes):
         return bundle, warnings
     return build_graph(bundle.transcripts, bundle.nuclei, bundle.params, vocab=vocab), warnings
@@ -228,7 +241,8 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
         ckpt_model, ckpt_config, vocab, _, ckpt_payload = load_checkpoint(checkpoint)
         warnings += check_model_health(ckpt_model, metrics=ckpt_payload.get("metrics"), where=f"checkpoint {checkpoint}",
                                        allow=allow_weak_model)
-        warnings += check_vocabulary(vocab, sample.transcripts[S.GENE].unique(), checkpoint)
+        warnings += check_vocabulary(vocab, sample.transcripts[S.GENE].unique(), checkpoint,
+                                     min_coverage=vocab_rule(ckpt_payload))
     bundle = build_graph(sample.transcripts, sample.nuclei, graph, vocab=vocab)
     timings["graph"] = time.perf_counter() - t
     summ = bundle.summary()
@@ -377,11 +391,12 @@ def train_model(input_path, output, callback: Callable[[Progress], Any] | None =
     if cfg.epochs == 0:
         raise SeggerInputError("--epochs 0 trains nothing: give --epochs N (N ≥ 1)")
     graph = (graph or GraphParams()).validate()
-    vocab = load_checkpoint(checkpoint)[2] if checkpoint else None
+    _, _, vocab, _, ckpt_payload = load_checkpoint(checkpoint) if checkpoint else (None,) * 5
     sample = read_input(input_path, require_nuclei="; training needs nuclei", **read_kwargs)
     warnings = list(sample.warnings)
     if vocab is not None:
-        warnings += check_vocabulary(vocab, sample.transcripts[S.GENE].unique(), checkpoint)
+        warnings += check_vocabulary(vocab, sample.transcripts[S.GENE].unique(), checkpoint,
+                                     min_coverage=vocab_rule(ckpt_payload))
     bundle = build_graph(sample.transcripts, sample.nuclei, graph, vocab=vocab)
     out.mkdir(parents=True, exist_ok=True)
     with OutputLock(out, "segger train"):

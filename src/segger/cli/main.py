@@ -112,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(p)
     p.add_argument("--output", "-o", required=True, help="output folder")
     _add_device(p)
-    p.add_argument("--checkpoint", default=None, help="reuse a trained model (no training unless --epochs > 0 is given)")
+    ck = p.add_mutually_exclusive_group()
+    ck.add_argument("--checkpoint", default=None, help="reuse a trained model (no training unless --epochs > 0 is given)")
+    ck.add_argument("--pretrained", action="store_true",
+                    help="start from the bundled pretrained model (as --checkpoint: no training unless --epochs > 0, "
+                         "which fine-tunes it); see segger/models/pretrained/MODEL_CARD.md")
     _add_reference(p)
     _add_params(p, "graph", "training", "prediction")
     _add_health(p)
@@ -134,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="segment with a trained model (no training)")
     _add_input(p)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by segger train/segment")
+    ck = p.add_mutually_exclusive_group(required=True)
+    ck.add_argument("--checkpoint", default=None, help="a checkpoint written by segger train/segment")
+    ck.add_argument("--pretrained", action="store_true",
+                    help="the bundled pretrained model (no training; see segger/models/pretrained/MODEL_CARD.md)")
     p.add_argument("--output", "-o", required=True, help="output folder")
     _add_device(p)
     _add_reference(p)
@@ -306,10 +313,19 @@ def _print_result(res, extra: str = "") -> None:
 # ----------------------------------------------------------------------------------------------
 # commands
 # ----------------------------------------------------------------------------------------------
+def _resolve_pretrained(a) -> None:
+    """``--pretrained``: the bundled checkpoint stands in for ``--checkpoint`` (argparse keeps them exclusive)."""
+    if getattr(a, "pretrained", False):
+        from segger.models.pretrained import bundled_checkpoint
+
+        a.checkpoint = str(bundled_checkpoint())
+
+
 def cmd_segment(a, bar) -> int:
     from segger.utils.outdir import check_output_path
     from segger.workflows import segment
 
+    _resolve_pretrained(a)
     check_output_path(a.output, _inputs(a))
     if getattr(a, "out_of_core", False):
         return _segment_out_of_core(a, bar)
@@ -369,6 +385,7 @@ def _segment_out_of_core(a, bar) -> int:
 def cmd_predict(a, bar) -> int:
     from segger.utils.outdir import check_output_path
 
+    _resolve_pretrained(a)
     check_output_path(a.output, _inputs(a) + [("work folder", a.work_dir)])
     if getattr(a, "out_of_core", False):
         return _predict_out_of_core(a, bar)
