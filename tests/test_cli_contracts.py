@@ -143,3 +143,19 @@ def test_cli_finetune_end_to_end(tmp_path, pkg_breast_dir, tiny_train_config, co
     assert (after.loc[moved[S.TX_ID], S.SEGGER_CELL_ID] == other).all()
     a, b = read_checkpoint(ck)["state_dict"], read_checkpoint(ft)["state_dict"]
     assert any(not np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+    # segment --checkpoint into the folder that holds the older training run: the old model files and logs
+    # go with the old run (publish moves them aside), so nothing beside the new run JSON claims to be its model
+    import json
+    import shutil
+
+    reuse = tmp_path / "reuse.pt"
+    shutil.copy(ck, reuse)
+    assert (run / "model" / "best.pt").is_file() and (run / "model" / "logs" / "metrics.csv").is_file()
+    rc = main(["segment", str(pkg_breast_dir), "--output", str(run), "--checkpoint", str(reuse), "--device", "cpu",
+               "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert not (run / "model").exists(), sorted(p.name for p in (run / "model").rglob("*"))
+    rec = json.loads((run / "segger_run.json").read_text())
+    assert rec["parameters"]["checkpoint"] == str(reuse) and rec["extra"]["training_history"] in (None, [], {})
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
