@@ -260,7 +260,13 @@ def test_build_train_predict_layers_update_in_place(make_napari_viewer_proxy, qt
     p.set_score_cut(0.95)
     ids2 = viewer.layers[LAYER_TRANSCRIPTS].features[S.SEGGER_CELL_ID].astype(str).to_numpy()
     assert p.state.result_params["score_cut"] == pytest.approx(0.95)
-    assert (ids2 != S.UNASSIGNED).mean() <= frac_before + 1e-9 or p.fragments.isChecked()
+    # exact rule (fragments on or off): a transcript stays with a nucleus's cell ⇔ it did and its score ≥ cut
+    kind1 = feats[S.ASSIGNMENT].astype(str).isin(["nucleus", "cytoplasm"]).to_numpy()
+    feats2 = viewer.layers[LAYER_TRANSCRIPTS].features
+    kind2 = feats2[S.ASSIGNMENT].astype(str).isin(["nucleus", "cytoplasm"]).to_numpy()
+    keep = kind1 & (feats[S.SCORE].to_numpy() >= 0.95)
+    np.testing.assert_array_equal(kind2, keep)
+    assert kind1.sum() > keep.sum()  # the cut removed some: the check above is not vacuous
     p.fragments.setChecked(False)
     ids3 = viewer.layers[LAYER_TRANSCRIPTS].features[S.SEGGER_CELL_ID].astype(str).to_numpy()
     assert (ids3 != S.UNASSIGNED).mean() <= frac_before + 1e-9
