@@ -258,7 +258,6 @@ def test_build_train_predict_layers_update_in_place(make_napari_viewer_proxy, qt
     before_ids = ids.copy()
     frac_before = (~un).mean()
     p.set_score_cut(0.95)
-    ids2 = viewer.layers[LAYER_TRANSCRIPTS].features[S.SEGGER_CELL_ID].astype(str).to_numpy()
     assert p.state.result_params["score_cut"] == pytest.approx(0.95)
     # exact rule (fragments on or off): a transcript stays with a nucleus's cell ⇔ it did and its score ≥ cut
     kind1 = feats[S.ASSIGNMENT].astype(str).isin(["nucleus", "cytoplasm"]).to_numpy()
