@@ -218,8 +218,11 @@ def finetune_and_repredict(model, prediction, store_or_table, config: FinetuneCo
     """Fine-tune on corrections, re-predict the touched neighbourhoods, apply the corrections.
 
     Yields :class:`Progress`; returns ``(new_model, new_prediction, result_table, changed_mask)`` where
-    ``changed_mask`` marks transcripts whose cell changed other than the corrected ones.
+    ``changed_mask`` marks transcripts whose cell changed other than the corrected ones
+    (:func:`~segger.corrections.edits.changed_transcripts`: renumbered fragments are no change);
+    the corrections are applied by :func:`~segger.corrections.edits.apply_corrections`.
     """
+    from segger.corrections.edits import apply_corrections, changed_transcripts
     from segger.corrections.store import CorrectionStore
 
     eff = store_or_table.effective() if isinstance(store_or_table, CorrectionStore) else store_or_table
@@ -233,18 +236,9 @@ def finetune_and_repredict(model, prediction, store_or_table, config: FinetuneCo
     yield Progress("predict", 0, 1, f"re-predicting {len(core):,} transcripts near the corrections")
     with deterministic_threads(run.config.deterministic):
         new_pred = repredict_region(prediction, result_run.model, core, margin)
-    after = new_pred.assign()
-    if isinstance(store_or_table, CorrectionStore):
-        after = store_or_table.apply(after)
-    else:
-        after = _apply_table(after, eff)
-    changed = before[S.SEGGER_CELL_ID].to_numpy() != after[S.SEGGER_CELL_ID].to_numpy()
-    changed &= ~after["corrected"].to_numpy()
+    after = apply_corrections(new_pred.assign(), eff)
+    changed = np.zeros(len(after), dtype=bool)
+    changed[changed_transcripts(before[S.SEGGER_CELL_ID].to_numpy(), after[S.SEGGER_CELL_ID].to_numpy(),
+                                exclude=after["corrected"].to_numpy())] = True
     yield Progress("predict", 1, 1, f"{int(changed.sum()):,} other transcripts changed cell")
     return result_run.model, new_pred, after, changed
-
-
-def _apply_table(result: pd.DataFrame, eff: pd.DataFrame) -> pd.DataFrame:
-    from segger.corrections.store import corrections_from_table
-
-    return corrections_from_table(eff).apply(result)

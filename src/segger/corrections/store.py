@@ -179,19 +179,12 @@ class CorrectionStore:
         last = last[last["previous_cell"] != last["new_cell"]]
         return last.reset_index()
 
-    def apply(self, result: pd.DataFrame) -> pd.DataFrame:
-        """``result`` with the effective corrections applied (``corrected`` column marks them)."""
-        eff = self.effective()
-        out = result.copy()
-        out["corrected"] = False
-        if eff.empty:
-            return out
-        idx = pd.Index(out[S.TX_ID]).get_indexer(eff["transcript_id"])
-        ok = idx >= 0
-        rows = idx[ok]
-        out.loc[out.index[rows], S.SEGGER_CELL_ID] = eff["new_cell"].to_numpy()[ok]
-        out.loc[out.index[rows], "corrected"] = True
-        return out
+    def apply(self, result: pd.DataFrame, own_cell: np.ndarray | None = None) -> pd.DataFrame:
+        """``result`` with the effective corrections applied (cell id, assignment, score; a
+        ``corrected`` column marks them): :func:`segger.corrections.edits.apply_corrections`."""
+        from segger.corrections.edits import apply_corrections
+
+        return apply_corrections(result, self.effective(), own_cell=own_cell)
 
     # -- persistence ----------------------------------------------------------------------
     def _changed(self) -> None:

@@ -37,6 +37,15 @@ from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row, dspin, spin
 from segger.napari._jobs import notify_error
 from segger.napari._state import data_source_of
+from segger.corrections.edits import (
+    apply_corrections,
+    assignment_kinds,
+    changed_transcripts,
+    corrected_cells,
+    merge_members,
+    new_split_id,
+    split_moving,
+)
 from segger.napari._viewer import find_layer, lock_layer, upsert_layer
 from segger.napari.layers import (
     CHANGED_RGBA,
@@ -52,13 +61,9 @@ from segger.napari.layers import (
     SELECTED_RGBA,
     UNITS,
     PointIndex,
-    assignment_kinds,
-    changed_transcripts,
     marker_points,
     result_layer_update,
     shapes_to_world_polygons,
-    split_by_line,
-    split_by_seeds,
     update_result_rows,
 )
 from segger.progress import Progress
@@ -368,15 +373,10 @@ class CorrectWidget(SeggerWidget):
         return layer
 
     def corrected_cells(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-        """(cell per transcript with corrections applied, corrected mask, effective corrections)."""
-        cells = self._base_cells.copy()
-        corrected = np.zeros(len(cells), dtype=bool)
+        """(cell per transcript with corrections applied, corrected mask, effective corrections):
+        :func:`segger.corrections.edits.corrected_cells`, the rule of ``apply_corrections``."""
         eff = self.store.effective() if self.store is not None else pd.DataFrame()
-        if len(eff):
-            idx = self._tx_index.get_indexer(eff["transcript_id"])
-            ok = idx >= 0
-            cells[idx[ok]] = eff["new_cell"].to_numpy(dtype=object)[ok]
-            corrected[idx[ok]] = True
+        cells, corrected = corrected_cells(self._tx_index, self._base_cells, eff)
         return cells, corrected, eff
 
     def _sync(self, full: bool = False) -> None:
@@ -395,7 +395,7 @@ class CorrectWidget(SeggerWidget):
             kind_codes[crow] = _KINDS.get_indexer(assignment_kinds(cells[crow], own))
         layer = self._result_layer()
         if full:
-            result = self._publish(cells, kind_codes, corrected)
+            result = self._publish(eff, corrected)
             if layer is not None:
                 feats, colors = result_layer_update(layer.features, result, corrected)
                 layer.features = feats
@@ -404,7 +404,7 @@ class CorrectWidget(SeggerWidget):
             rows = np.flatnonzero(self._corrected | corrected)
             rows = rows[(cells[rows] != self._cells[rows]) | (corrected[rows] != self._corrected[rows])]
             if len(rows) or self.state.result is not self._published:
-                self._publish(cells, kind_codes, corrected)
+                self._publish(eff, corrected)
             if layer is not None and len(rows):
                 feats, colors = update_result_rows(layer.features, layer.face_color, rows, cells[rows],
                                                    _KINDS.to_numpy()[kind_codes[rows]], corrected[rows])
@@ -417,16 +417,11 @@ class CorrectWidget(SeggerWidget):
         self.state.corrections_changed.emit()
         self._update_labels()
 
-    def _publish(self, cells: np.ndarray, kind_codes: np.ndarray, corrected: np.ndarray) -> pd.DataFrame:
-        """Put the corrected result into the shared state (QC and Export then use it)."""
+    def _publish(self, eff: pd.DataFrame, corrected: np.ndarray) -> pd.DataFrame:
+        """Put the corrected result into the shared state (QC and Export then use it), made by the
+        one rule :func:`segger.corrections.edits.apply_corrections` (cell, assignment, score)."""
         base = self._base_result
-        if not corrected.any():
-            result = base
-        else:
-            result = base.copy(deep=False)
-            result[S.SEGGER_CELL_ID] = pd.array(cells, dtype=object)
-            result[S.ASSIGNMENT] = pd.Categorical.from_codes(kind_codes, categories=list(S.ASSIGNMENT_KINDS))
-            result["corrected"] = corrected
+        result = base if not corrected.any() else apply_corrections(base, eff, own_cell=self._own)
         self._published = result
         if self.state.result is not result:
             self.state.set_result(result, None)
@@ -826,11 +821,8 @@ class CorrectWidget(SeggerWidget):
         """Merge [M]: every transcript of the selection's cell(s) moves into the target cell."""
         def go():
             rows, target = self._need_selection(), self._need_target()
-            sources = set(pd.unique(self._cells[rows].astype(str))) - {target, S.UNASSIGNED}
-            if not sources:
-                raise SeggerInputError("select a transcript of the cell to merge into the target (not of the target itself)")
-            members = np.flatnonzero(pd.Series(self._cells, copy=False).isin(sources).to_numpy())
-            return self._record("merge", members, target, f"Merged {', '.join(sorted(sources))} into {target}")
+            members, sources = merge_members(self._cells, rows, target)  # the core's merge rule
+            return self._record("merge", members, target, f"Merged {', '.join(sources)} into {target}")
         return self._act(go)
 
     def split(self) -> int | None:
@@ -850,31 +842,18 @@ class CorrectWidget(SeggerWidget):
             if len(members) < 2:
                 raise SeggerInputError(f"cell {cell} has fewer than two transcripts; nothing to split")
             yx = self._world_yx(members)
-            centre = self._nucleus_centre(cell)
             seeds = [r for r in clicked if cells[r] == cell]
             _, lines = shapes_to_world_polygons(find_layer(self.viewer, LAYER_SELECTION))
-            if len(seeds) >= 2:
-                a, b = self._world_yx(np.asarray(seeds[-2:]))
-                side = split_by_seeds(yx, a, b)
-                keep = bool(split_by_seeds(centre[None], a, b)[0]) if centre is not None else False
-            elif lines:
-                side = split_by_line(yx, lines[-1])
-                keep = (bool(split_by_line(centre[None], lines[-1])[0]) if centre is not None
-                        else bool(side.sum() * 2 > len(side)))
-            else:
+            if len(seeds) < 2 and not lines:
                 raise SeggerInputError(
                     f"split needs two seed transcripts of cell {cell} (click, Shift+click) or a line (L) drawn "
                     f"across it in '{LAYER_SELECTION}'"
                 )
-            moving = members[side != keep]
-            if len(moving) == 0 or len(moving) == len(members):
-                raise SeggerInputError(f"the split leaves one side of cell {cell} empty; move the seeds or the line")
-            # split ids only come from this log (the model never makes them)
-            existing = set(self.store.log()["new_cell"].astype(str))
-            k = 1
-            while f"{cell}-split-{k}" in existing:
-                k += 1
-            new_id = f"{cell}-split-{k}"
+            # the core's split rule: the side with the nucleus keeps the id, the other gets a new one
+            moving = members[split_moving(
+                yx, seeds=list(self._world_yx(np.asarray(seeds[-2:]))) if len(seeds) >= 2 else None,
+                line=lines[-1] if lines else None, nucleus_yx=self._nucleus_centre(cell), cell=str(cell))]
+            new_id = new_split_id(cell, self.store.log()["new_cell"])
             n = self._record("split", moving, new_id, f"Split {cell}: new cell {new_id}")
             return n
         return self._act(go)
@@ -985,12 +964,10 @@ class CorrectWidget(SeggerWidget):
                 model, pred, eff, cfg, radius=radius, margin=margin)
             yield Progress("predict", 1, 1, "applying the new assignment")
             base = new_pred.assign(score_cut=params.get("score_cut"), fragments=params.get("fragments"))
-            cells = base[S.SEGGER_CELL_ID].to_numpy(dtype=object).copy()
-            corrected = np.zeros(len(cells), dtype=bool)
-            idx = tx_index.get_indexer(eff["transcript_id"])
-            ok = idx >= 0
-            cells[idx[ok]] = eff["new_cell"].to_numpy(dtype=object)[ok]
-            corrected[idx[ok]] = True
+            after = apply_corrections(base, eff)  # the one rule (as the CLI's fine-tune applies them)
+            cells = after[S.SEGGER_CELL_ID].to_numpy(dtype=object)
+            corrected = after["corrected"].to_numpy(dtype=bool)
+            ok = tx_index.get_indexer(eff["transcript_id"]) >= 0
             changed = changed_transcripts(before, cells, exclude=corrected)
             moved_to = cells[changed].astype(str)
             return dict(model=new_model, prediction=new_pred, base=base, changed=changed,

@@ -20,6 +20,12 @@ import numpy as np
 import pandas as pd
 
 from segger import schema as S
+from segger.corrections.edits import (  # noqa: F401 - the edit rules live in the core; re-exported
+    assignment_kinds,
+    changed_transcripts,
+    split_by_line,
+    split_by_seeds,
+)
 from segger.errors import SeggerInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -858,51 +864,6 @@ def shapes_to_world_polygons(layer: Any) -> tuple[list[np.ndarray], list[np.ndar
     return areas, lines
 
 
-def split_by_seeds(yx: np.ndarray, seed_a: Sequence[float], seed_b: Sequence[float]) -> np.ndarray:
-    """True where a (y, x) point is strictly nearer ``seed_b`` than ``seed_a``."""
-    yx = np.asarray(yx, dtype=np.float64)
-    da = ((yx - np.asarray(seed_a, dtype=np.float64)) ** 2).sum(axis=1)
-    db = ((yx - np.asarray(seed_b, dtype=np.float64)) ** 2).sum(axis=1)
-    return db < da
-
-
-def split_by_line(yx: np.ndarray, line: np.ndarray) -> np.ndarray:
-    """Side of a polyline (world (y, x) vertices) for each point: True on the left of its
-    nearest segment (the segment direction is first → last vertex). Lines are extended
-    beyond their ends, so a stroke that stops short of the cell's edge still cuts it."""
-    yx = np.asarray(yx, dtype=np.float64)
-    line = np.asarray(line, dtype=np.float64)[:, -2:]
-    if len(line) < 2 or len(yx) == 0:
-        return np.zeros(len(yx), dtype=bool)
-    a, b = line[:-1], line[1:]
-    ab = b - a
-    ab2 = np.maximum((ab**2).sum(axis=1), 1e-12)
-    ap = yx[:, None, :] - a[None, :, :]
-    t = (ap * ab[None]).sum(axis=2) / ab2[None]
-    # first/last segments extend to infinity outward
-    t_lo = np.where(np.arange(len(a)) == 0, -np.inf, 0.0)
-    t_hi = np.where(np.arange(len(a)) == len(a) - 1, np.inf, 1.0)
-    tc = np.clip(t, t_lo[None], t_hi[None])
-    closest = a[None] + tc[..., None] * ab[None]
-    d2 = ((yx[:, None, :] - closest) ** 2).sum(axis=2)
-    seg = d2.argmin(axis=1)
-    rows = np.arange(len(yx))
-    cross = ab[seg, 0] * ap[rows, seg, 1] - ab[seg, 1] * ap[rows, seg, 0]
-    return cross > 0
-
-
-def assignment_kinds(cell_ids: np.ndarray, own_cell: np.ndarray | None, previous: np.ndarray | None = None) -> np.ndarray:
-    """Assignment kind of corrected transcripts from their new cell: none / fragment / nucleus /
-    cytoplasm (nucleus when the transcript lies in that cell's nucleus)."""
-    ids = np.asarray(cell_ids, dtype=object).astype(str)
-    kind = np.full(len(ids), "cytoplasm", dtype=object)
-    if own_cell is not None:
-        kind[ids == np.asarray(own_cell, dtype=object).astype(str)] = "nucleus"
-    kind[np.char.startswith(ids.astype(str), "fragment-")] = "fragment"
-    kind[ids == S.UNASSIGNED] = "none"
-    return kind
-
-
 def update_result_rows(
     features: pd.DataFrame,
     face_color: np.ndarray,
@@ -990,28 +951,3 @@ def result_layer_update(features: pd.DataFrame, result: pd.DataFrame,
     if corrected is not None:
         feats["corrected"] = np.asarray(corrected, dtype=bool)
     return feats, colors
-
-
-def changed_transcripts(before: Sequence[Any], after: Sequence[Any], exclude: np.ndarray | None = None) -> np.ndarray:
-    """Rows whose cell changed between two assignments, not counting a mere renaming of fragments.
-
-    Fragment ids (``fragment-N``) are numbered over the whole result, so a new fragment near a
-    correction renumbers fragments far away; each fragment before is therefore matched to the
-    fragment most of its transcripts are in after, and only transcripts that left it count.
-    ``exclude`` (bool per row, e.g. the corrected transcripts) is never reported.
-    """
-    b = pd.Series(np.asarray(before, dtype=object), copy=False).astype(str)
-    a = pd.Series(np.asarray(after, dtype=object), copy=False).astype(str)
-    changed = (b.to_numpy() != a.to_numpy())
-    frag = (b.str.startswith("fragment-") & a.str.startswith("fragment-")).to_numpy() & changed
-    if frag.any():
-        both = (b.str.startswith("fragment-") & a.str.startswith("fragment-")).to_numpy()
-        pairs = pd.DataFrame({"b": b.to_numpy()[both], "a": a.to_numpy()[both]})
-        counts = pairs.value_counts(["b", "a"], sort=True).reset_index()
-        dominant = counts.drop_duplicates("b").set_index("b")["a"]
-        rows = np.flatnonzero(frag)
-        mapped = b.iloc[rows].map(dominant).to_numpy()
-        changed[rows] = mapped != a.to_numpy()[rows]
-    if exclude is not None:
-        changed &= ~np.asarray(exclude, dtype=bool)
-    return np.flatnonzero(changed)
