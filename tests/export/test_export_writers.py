@@ -89,13 +89,16 @@ def test_cell_boundaries_degenerate_and_filters():
         ("ok", 20, 20, "A"), ("ok", 21, 20, "A"), ("ok", 20, 21, "A"),
     ]
     df = _table(rows)
-    b = cell_boundaries(df)
+    b = cell_boundaries(df, method="concave")
     assert list(b["cell_id"]) == ["dup", "line", "ok"]
+    smooth = cell_boundaries(df)  # the default outlines: same cells, valid polygons with area
+    assert list(smooth["cell_id"]) == ["dup", "line", "ok"]
+    assert shapely.is_valid(smooth["geometry"].to_numpy()).all() and (smooth["area_um2"] > 0).all()
     assert (shapely.get_type_id(b["geometry"].to_numpy()) == 3).all()
     assert shapely.is_valid(b["geometry"].to_numpy()).all()
     assert (b["area_um2"] > 0).all()
     assert b.set_index("cell_id").loc["ok", "area_um2"] == pytest.approx(0.5)
-    b1 = cell_boundaries(df, min_transcripts=1)
+    b1 = cell_boundaries(df, method="concave", min_transcripts=1)
     assert list(b1["cell_id"]) == ["dup", "line", "ok", "pair"]
     assert (b1["area_um2"] > 0).all()
     assert cell_boundaries(df.iloc[:0]).empty
@@ -104,7 +107,7 @@ def test_cell_boundaries_degenerate_and_filters():
 
 
 def test_cell_boundaries_real_crop(segtraq_result):
-    conc = cell_boundaries(segtraq_result).set_index("cell_id")
+    conc = cell_boundaries(segtraq_result, method="concave").set_index("cell_id")
     conv = cell_boundaries(segtraq_result, method="convex").set_index("cell_id")
     n_cells = segtraq_result.loc[segtraq_result["segger_cell_id"] != "UNASSIGNED", "segger_cell_id"].nunique()
     counts = segtraq_result["segger_cell_id"].value_counts()
@@ -164,7 +167,10 @@ def test_build_anndata_hand_table():
     assert list(obs["n_transcripts"]) == [4, 2]
     assert obs.loc["c2", "centroid_x"] == pytest.approx(1.0) and obs.loc["c2", "centroid_y"] == pytest.approx(1.0)
     assert obs.loc["c2", "mean_score"] == pytest.approx(0.75)
-    assert obs.loc["c2", "area_um2"] == pytest.approx(4.0)
+    # the area of the cell's outline (the default smooth one: the 2 × 2 square grown by ~1 µm)
+    smooth = cell_boundaries(df, min_transcripts=1).set_index("cell_id")
+    assert obs.loc["c2", "area_um2"] == pytest.approx(smooth.loc["c2", "area_um2"]) and 12 < smooth.loc["c2", "area_um2"] < 16
+    assert build_anndata(df, cell_boundaries(df, method="concave")).obs.loc["c2", "area_um2"] == pytest.approx(4.0)
     assert obs.loc["f1", "area_um2"] > 0  # 2 points: buffered
     assert list(obs["kind"]) == ["nucleus", "fragment"]
     assert list(obs["ref_cell_id"]) == ["r1", "r2"]

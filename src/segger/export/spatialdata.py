@@ -54,7 +54,7 @@ FILTERED = "filtered"
 
 
 def boundaries_for_all_cells(result_df: pd.DataFrame, boundaries_df: pd.DataFrame | None = None,
-                             *, method: str = "concave") -> pd.DataFrame:
+                             *, method: str = "smooth") -> pd.DataFrame:
     """A :func:`~segger.export.cell_boundaries` table with one valid polygon for *every* assigned cell.
 
     ``boundaries_df`` (e.g. ``segger_boundaries.parquet``, which skips cells with < 3
@@ -203,7 +203,7 @@ def write_spatialdata(
     boundaries: pd.DataFrame | None = None,
     um_per_unit: float = 1.0,
     reference_column: str | None = schema.CELL_ID,
-    boundaries_method: str = "concave",
+    boundaries_method: str = "smooth",
     overwrite: bool = False,
 ) -> Path:
     """Write a Segger result into a new SpatialData zarr store at ``output``; return its path.
@@ -229,7 +229,8 @@ def write_spatialdata(
     reference_column : str, optional
         Vendor cell id column for the table's ``ref_cell_id`` / ``ref_overlap``.
     boundaries_method : str
-        ``"concave"`` or ``"convex"`` outlines for the cells ``boundaries`` lacks.
+        ``"smooth"`` (default), ``"concave"`` or ``"convex"`` outlines for the cells ``boundaries`` lacks
+        (:func:`segger.export.cell_boundaries`).
     overwrite : bool
         Replace an existing ``output`` (never the input store).
 

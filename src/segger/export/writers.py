@@ -151,19 +151,26 @@ def read_transcripts_output(path: str | os.PathLike, columns: list[str] | None =
 # --------------------------------------------------------------------------------------------
 
 
+BOUNDARY_METHODS = ("smooth", "concave", "convex")
+
+
 def cell_boundaries(
     result_df: pd.DataFrame,
-    method: str = "concave",
+    method: str = "smooth",
     ratio: float = 0.3,
     min_transcripts: int = 3,
     *,
     cell_col: str = schema.SEGGER_CELL_ID,
     degenerate_buffer: float = 0.5,
+    expand: float = 1.0,
 ) -> pd.DataFrame:
-    """One outline per assigned cell from the xy of its transcripts.
+    """One outline per assigned cell (fragments included) from the xy of its transcripts.
 
-    ``method="concave"`` uses :func:`shapely.concave_hull` with ``ratio`` (0 = most concave,
-    1 = convex hull); ``"convex"`` the convex hull. Cells with fewer than ``min_transcripts``
+    ``method="smooth"`` (default): the concave hull, closed and grown by ``expand`` µm with round
+    corners, clipped so that touching cells meet halfway between their transcripts and never overlap
+    (:func:`segger.export.outlines.smooth_outlines`); every transcript lies inside its own cell's
+    outline. ``"concave"`` is the bare :func:`shapely.concave_hull` with ``ratio`` (0 = most concave,
+    1 = convex hull); ``"convex"`` the convex hull (both may overlap a neighbour). Cells with fewer than ``min_transcripts``
     transcripts are not listed. Cells whose hull is degenerate (all points equal or collinear,
     < 3 distinct points) get their hull buffered by ``degenerate_buffer`` µm, so every listed
     cell has a valid ``Polygon`` with area > 0.
@@ -173,8 +180,8 @@ def cell_boundaries(
     ``centroid_x``, ``centroid_y`` (polygon centroid). Vectorised: one
     :func:`shapely.multipoints` call and one hull call over the whole array of cells.
     """
-    if method not in ("concave", "convex"):
-        raise SeggerInputError(f"cell_boundaries: method must be 'concave' or 'convex', not {method!r}")
+    if method not in BOUNDARY_METHODS:
+        raise SeggerInputError(f"cell_boundaries: method must be one of {', '.join(BOUNDARY_METHODS)}, not {method!r}")
     if not 0.0 <= ratio <= 1.0:
         raise SeggerInputError(f"cell_boundaries: ratio must be in [0, 1], not {ratio}")
     if degenerate_buffer <= 0:
@@ -211,10 +218,10 @@ def cell_boundaries(
     order = np.argsort(c, kind="stable")
     mp = shapely.multipoints(xy[ok][order], indices=c[order])
 
-    if method == "concave":
-        hull = shapely.concave_hull(mp, ratio=ratio, allow_holes=False)
-    else:
+    if method == "convex":
         hull = shapely.convex_hull(mp)
+    else:
+        hull = shapely.concave_hull(mp, ratio=ratio, allow_holes=False)
     # anything that is not a valid polygon with area: convex hull, then buffer
     bad = (shapely.get_type_id(hull) != 3) | ~shapely.is_valid(hull) | (shapely.area(hull) <= 0)
     if bad.any():
@@ -222,6 +229,10 @@ def cell_boundaries(
         still = (shapely.get_type_id(hull) != 3) | (shapely.area(hull) <= 0)
         if still.any():
             hull[still] = shapely.buffer(hull[still], degenerate_buffer, quad_segs=4)
+    if method == "smooth":
+        from segger.export.outlines import smooth_outlines
+
+        hull = smooth_outlines(hull, xy[ok], c, expand=expand)
     area = shapely.area(hull)
     cent = shapely.centroid(hull)
     return pd.DataFrame(
