@@ -169,7 +169,7 @@ def _reference_column(df: pd.DataFrame, requested: str | None) -> str | None:
 
 
 def write_cell_outputs(result: pd.DataFrame, stage, *, reference_column: str | None = "cell_id",
-                       boundaries_method: str = "concave"):
+                       boundaries_method: str = "smooth"):
     """The outputs derived from an assigned transcripts table — outlines (:data:`BOUNDARIES_FILE`),
     cells × genes (:data:`CELLS_FILE`) and QC (:data:`QC_FILE`) — written into the staging folder
     ``stage``; the one place they are written for in-memory and out-of-core runs. Returns
@@ -193,10 +193,11 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
                  nuclei_labels: str | os.PathLike | None = None, pixel_size: float | None = None,
                  labels_offset: tuple[float, float] = (0.0, 0.0), graph: GraphParams | None = None,
                  train=None, predict=None, checkpoint: str | os.PathLike | None = None, device: str = "auto",
-                 reference_column: str | None = "cell_id", boundaries_method: str = "concave",
+                 reference_column: str | None = "cell_id", boundaries_method: str = "smooth",
                  corrections=None, finetune=None, allow_weak_model: bool = False) -> Iterator[Progress]:
     """Generator form of :func:`segment` (yields :class:`Progress`, returns :class:`SegmentResult`)."""
     from segger.export import write_run_json, write_transcripts
+    from segger.io import input_rows
     from segger.prediction import PredictConfig, iter_predict
     from segger.training import TrainConfig, TrainingRun, load_checkpoint
     from segger.training.health import check_model_health
@@ -208,7 +209,6 @@ def iter_segment(input_path: str | os.PathLike, output: str | os.PathLike, *, pl
     graph = (graph or GraphParams()).validate()
     train_cfg = dataclasses.replace(train) if train is not None else TrainConfig()  # never mutate the caller's
     pred_cfg = dataclasses.replace(predict) if predict is not None else PredictConfig()
-    from segger.io import input_rows
     train_cfg.device = device
     pred_cfg.device = device
     train_cfg.validate()
@@ -458,7 +458,7 @@ def iter_export_result(result: pd.DataFrame, output, *, inputs: Iterable = (), p
                        extra: dict | None = None, sample=None, pixel_size: float | None = None,
                        save_model: Callable[[Path], Any] | None = None,
                        keep: Iterable[str] | None = None, reference_column: str | None = "cell_id",
-                       boundaries_method: str = "concave", command: str = "segger export") -> Iterator[Progress]:
+                       boundaries_method: str = "smooth", command: str = "segger export") -> Iterator[Progress]:
     """Write an assigned result table into ``output`` as :func:`segment` does: the same files
     (:mod:`segger.utils.outdir` names, :func:`write_cell_outputs`), a run JSON, staged under the
     folder's lock and published at the end (the napari Export step; Python users with a result).
