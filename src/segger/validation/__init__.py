@@ -1,6 +1,7 @@
 """QC metrics: fraction assigned, transcripts per cell, agreement with a reference (best match and
 mutual best match), MECR (also at equal coverage), moves away from the nearest nucleus, and
-scores against a known truth (F1, ARI). One implementation, used by ``segger qc``, the napari QC
+scores against a known truth (F1, ARI); the review queue (:func:`review_queue`). One implementation, used by ``segger qc``,
+the napari QC
 widget and ``benchmarks/quality.py``; definitions in ``docs/benchmarks.md``."""
 
 from segger.validation.metrics import (
@@ -35,12 +36,14 @@ from segger.validation.metrics import (
     unassigned_mask,
     write_qc_json,
 )
+from segger.validation.review import QUEUE_COLUMNS, review_queue
 
 __all__ = [
     "MECR_MAX_RATE",
     "MECR_MIN_CELLS_FRAC",
     "MECR_MIN_TRANSCRIPTS",
     "MECR_TOP_GENES",
+    "QUEUE_COLUMNS",
     "UNASSIGNED_VALUES",
     "adjusted_rand_index",
     "agreement",
@@ -62,6 +65,7 @@ __all__ = [
     "nuclear_gene_frequencies",
     "qc_report",
     "qc_rows",
+    "review_queue",
     "quality_gene_pairs",
     "transcripts_per_cell",
     "truth_scores",
