@@ -94,31 +94,15 @@ def write_transcripts(result_df: pd.DataFrame, path: str | os.PathLike, *, sourc
     result table.
     """
     _require(result_df, schema.SEGGER_CELL_ID)
-    ids = _segger_ids(result_df, schema.SEGGER_CELL_ID).reset_index(drop=True)
-    layout: dict[str, Any] = {"layout": "tidy"}
     if source is None:
         df = result_df.copy(deep=False).reset_index(drop=True)
-        df[schema.SEGGER_CELL_ID] = ids
+        df[schema.SEGGER_CELL_ID] = _segger_ids(df, schema.SEGGER_CELL_ID)
+        layout: dict[str, Any] = {"layout": "tidy"}
     else:
         if len(source.table) != len(result_df):
             raise ValueError(f"source rows ({len(source.table)}) do not match the result ({len(result_df)})")
-        df = source.table.copy(deep=False).reset_index(drop=True)
-        taken = set(SEGGER_COLUMNS)
-        renames = {}
-        for col in df.columns:
-            if col in taken:
-                name = str(col)
-                while name in taken or name in df.columns:
-                    name = f"input_{name}"
-                renames[col] = name
-        df = df.rename(columns=renames)
-        for col in SEGGER_COLUMNS:
-            if col == schema.SEGGER_CELL_ID:
-                df[col] = ids
-            elif col in result_df.columns:
-                df[col] = result_df[col].reset_index(drop=True)
-        layout = {"layout": "input", "platform": source.platform, "input": source.file,
-                  "pixel_size": source.pixel_size}
+        df = input_layout(source.table, result_df)
+        layout = input_layout_metadata(source.platform, source.file, source.pixel_size)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -128,6 +112,32 @@ def write_transcripts(result_df: pd.DataFrame, path: str | os.PathLike, *, sourc
     with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression=compression)
     return Path(path)
+
+
+def input_layout(raw: pd.DataFrame, result_df: pd.DataFrame) -> pd.DataFrame:
+    """The input's own rows ``raw`` (names, order, values) + Segger's columns of the row-aligned
+    ``result_df``; an input column named like one of Segger's becomes ``input_<name>``. The one rule
+    for in-memory and out-of-core outputs."""
+    df = raw.copy(deep=False).reset_index(drop=True)
+    renames = {}
+    for col in df.columns:
+        if col in SEGGER_COLUMNS:
+            name = str(col)
+            while name in SEGGER_COLUMNS or name in df.columns:
+                name = f"input_{name}"
+            renames[col] = name
+    df = df.rename(columns=renames)
+    for col in SEGGER_COLUMNS:
+        if col == schema.SEGGER_CELL_ID:
+            df[col] = _segger_ids(result_df, col).reset_index(drop=True)
+        elif col in result_df.columns:
+            df[col] = result_df[col].reset_index(drop=True)
+    return df
+
+
+def input_layout_metadata(platform: str, file, pixel_size: float | None = None) -> dict[str, Any]:
+    """What :func:`read_transcripts_output` needs to read an :func:`input_layout` file back."""
+    return {"layout": "input", "platform": platform, "input": str(file), "pixel_size": pixel_size}
 
 
 def read_transcripts_output(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:

@@ -345,40 +345,36 @@ def _read_platform_transcripts(platform: str, file: Path, pixel_size: float | No
     return tidy_platform_table(T.read_table(file, TABLE_KIND[platform]), platform, file, pixel_size)
 
 
-def tidy_platform_table(raw: pd.DataFrame, platform: str, file, pixel_size: float | None = None) -> pd.DataFrame:
-    """The tidy transcripts table of ``raw``, a table in ``platform``'s own layout (the one column rule,
-    used for the input and for reading a written result back); ``file`` names it in errors."""
-    file = Path(file)
+def platform_spec(platform: str, pixel_size: float | None = None) -> dict:
+    """The column rule of ``platform`` (the keyword arguments of the one standardiser): which columns
+    hold x, y, z, gene, qv, cell, nuclear flag, molecule id and compartment, the unit scale and the
+    vendor's id conventions. Used by the reader, the out-of-core streaming reader and the reading back
+    of an output written in the input's own layout."""
     if platform == "xenium":
-        return _standardise(
-            raw, file,
-            x_aliases=_first("x_location", X_ALIASES), y_aliases=_first("y_location", Y_ALIASES),
-            z_aliases=_first("z_location", Z_ALIASES), gene_aliases=_first("feature_name", GENE_ALIASES),
-            nuclear_aliases=_first("overlaps_nucleus", NUCLEAR_ALIASES),
-        )
+        return dict(x_aliases=_first("x_location", X_ALIASES), y_aliases=_first("y_location", Y_ALIASES),
+                    z_aliases=_first("z_location", Z_ALIASES), gene_aliases=_first("feature_name", GENE_ALIASES),
+                    nuclear_aliases=_first("overlaps_nucleus", NUCLEAR_ALIASES))
     if platform == "merscope":
-        return _standardise(
-            raw, file,
-            x_aliases=_first("global_x", X_ALIASES), y_aliases=_first("global_y", Y_ALIASES),
-            z_aliases=_first("global_z", Z_ALIASES), gene_aliases=GENE_ALIASES,
-            qv_aliases=(), nuclear_aliases=(), text_tx_id_is_gene=True,
-        )
+        return dict(x_aliases=_first("global_x", X_ALIASES), y_aliases=_first("global_y", Y_ALIASES),
+                    z_aliases=_first("global_z", Z_ALIASES), gene_aliases=GENE_ALIASES,
+                    qv_aliases=(), nuclear_aliases=(), text_tx_id_is_gene=True)
     if platform == "cosmx":
         ps = COSMX_PIXEL_SIZE if pixel_size is None else _check_pixel_size(pixel_size)
-        return _standardise(
-            raw, file,
-            x_aliases=("x_global_px",), y_aliases=("y_global_px",), z_aliases=("z",),
-            gene_aliases=_first("target", GENE_ALIASES), qv_aliases=(), nuclear_aliases=(),
-            cell_aliases=("cell_ID", "cell_id", "cellID"), compartment_aliases=("CellComp", "compartment"),
-            scale=ps, unassigned_ints=(0, -1), unassigned_strings=T.UNASSIGNED_STRINGS + ("0",),
-            fov_cells=True,
-        )
+        return dict(x_aliases=("x_global_px",), y_aliases=("y_global_px",), z_aliases=("z",),
+                    gene_aliases=_first("target", GENE_ALIASES), qv_aliases=(), nuclear_aliases=(),
+                    cell_aliases=("cell_ID", "cell_id", "cellID"), compartment_aliases=("CellComp", "compartment"),
+                    scale=ps, unassigned_ints=(0, -1), unassigned_strings=T.UNASSIGNED_STRINGS + ("0",),
+                    fov_cells=True)
     if platform == "table":
-        return _standardise(
-            raw, file, x_aliases=X_ALIASES, y_aliases=Y_ALIASES, z_aliases=Z_ALIASES,
-            gene_aliases=GENE_ALIASES, compartment_aliases=COMPARTMENT_ALIASES,
-        )
+        return dict(x_aliases=X_ALIASES, y_aliases=Y_ALIASES, z_aliases=Z_ALIASES, gene_aliases=GENE_ALIASES,
+                    compartment_aliases=COMPARTMENT_ALIASES)
     raise SeggerInputError(f"unknown platform {platform!r}; use one of auto, {', '.join(PLATFORMS)}")
+
+
+def tidy_platform_table(raw: pd.DataFrame, platform: str, file, pixel_size: float | None = None) -> pd.DataFrame:
+    """The tidy transcripts table of ``raw``, a table in ``platform``'s own layout (the one column rule,
+    :func:`platform_spec`); ``file`` names it in errors."""
+    return _standardise(raw, Path(file), **platform_spec(platform, pixel_size))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ every tile succeeded. The bucket files are deleted at the end (also after an err
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -192,6 +193,7 @@ def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os
     defaults to the checkpoint's; ``predict`` (:class:`segger.prediction.PredictConfig`) to the defaults.
     """
     from segger.data import GraphParams
+    from segger.export.writers import LAYOUT_KEY, input_layout_metadata
     from segger.utils.atomic import atomic_path
     from segger.prediction import PredictConfig
     from segger.training.checkpoint import read_checkpoint
@@ -248,7 +250,8 @@ def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os
         timings["cluster_start"] = time.perf_counter() - t
         threads = cfg.torch_threads or (1 if ex.workers > 1 else cpus_available())
         settings = TileSettings(graph=gp.to_dict(), predict=pc.to_dict(), min_nuclear_transcripts=cfg.min_nuclear_transcripts,
-                                torch_threads=threads, device=cfg.device)
+                                torch_threads=threads, device=cfg.device,
+                                extra={"input_columns": buckets.input_columns})
         key = uuid.uuid4().hex
         # the model travels as a file: a copy of the checkpoint in the work folder (on the shared file
         # system a cluster needs anyway), read once per worker process; no live model, no closure
@@ -273,8 +276,10 @@ def iter_predict_out_of_core(input_path: str | os.PathLike, checkpoint: str | os
                     nxt = next(it, None)
                     if nxt is not None:
                         pending.append(ex.submit(_timed_predict_tile, nxt, key, pay, settings))
-                    if writer is None:
-                        schema = tab.schema
+                    if writer is None:  # the input's own layout, read back by segger.export.read_transcripts_output
+                        meta = {LAYOUT_KEY: json.dumps(input_layout_metadata(spec.platform, spec.path,
+                                                                             spec.pixel_size)).encode()}
+                        schema = tab.schema.with_metadata({**(tab.schema.metadata or {}), **meta})
                         writer = pq.ParquetWriter(tmp, schema, compression="zstd")
                     writer.write_table(tab.cast(schema) if tab.schema != schema else tab)
                     n_out += tab.num_rows

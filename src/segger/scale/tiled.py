@@ -98,35 +98,35 @@ class InputSpec:
 
 
 def _standardise_kwargs(platform: str) -> dict[str, Any]:
-    from segger.io import readers as R
-    from segger.io import _tables as T
+    from segger.io.readers import platform_spec
 
-    f = R._first
-    if platform == "xenium":
-        return dict(x_aliases=f("x_location", R.X_ALIASES), y_aliases=f("y_location", R.Y_ALIASES),
-                    z_aliases=f("z_location", R.Z_ALIASES), gene_aliases=f("feature_name", R.GENE_ALIASES),
-                    nuclear_aliases=f("overlaps_nucleus", R.NUCLEAR_ALIASES))
-    if platform == "merscope":
-        return dict(x_aliases=f("global_x", R.X_ALIASES), y_aliases=f("global_y", R.Y_ALIASES),
-                    z_aliases=f("global_z", R.Z_ALIASES), gene_aliases=R.GENE_ALIASES, qv_aliases=(),
-                    nuclear_aliases=(), text_tx_id_is_gene=True)
-    if platform == "cosmx":
-        return dict(x_aliases=("x_global_px",), y_aliases=("y_global_px",), z_aliases=("z",),
-                    gene_aliases=f("target", R.GENE_ALIASES), qv_aliases=(), nuclear_aliases=(),
-                    cell_aliases=("cell_ID", "cell_id", "cellID"), compartment_aliases=("CellComp", "compartment"),
-                    unassigned_ints=(0, -1), unassigned_strings=T.UNASSIGNED_STRINGS + ("0",), fov_cells=True)
-    return dict(x_aliases=R.X_ALIASES, y_aliases=R.Y_ALIASES, z_aliases=R.Z_ALIASES, gene_aliases=R.GENE_ALIASES,
-                compartment_aliases=R.COMPARTMENT_ALIASES)
+    return platform_spec(platform)
 
 
-def standardise_batch(raw: pd.DataFrame, spec: InputSpec) -> pd.DataFrame:
-    """One raw batch → the tidy transcripts schema (as :func:`segger.io.read_transcripts`)."""
-    from segger.io import readers as R
+#: prefix of the input's own columns carried through the bucket files beside the tidy ones (the
+#: consumed columns: the output keeps the input's names and values, :func:`segger.export.input_layout`)
+RAW_PREFIX = "__segger_input__"
+_TIDY_NAMES = frozenset(S.TX_COLUMNS) | {S.COMPARTMENT}
 
-    kw = _standardise_kwargs(spec.platform)
-    if spec.platform == "cosmx":
-        kw["scale"] = spec.scale
-    return R._standardise(raw, Path(spec.path), **kw)
+
+def standardise_batch(raw: pd.DataFrame, spec: InputSpec, *, carry_input: bool = False) -> pd.DataFrame:
+    """One raw batch → the tidy transcripts schema (as :func:`segger.io.read_transcripts`, the one
+    platform rule). ``carry_input``: also keep the input's columns that the tidy table renames or
+    changes, as ``RAW_PREFIX + name`` (see :func:`input_frame`)."""
+    from segger.io.readers import tidy_platform_table
+
+    tidy = tidy_platform_table(raw, spec.platform, spec.path, spec.pixel_size)
+    if carry_input:
+        for col in raw.columns:
+            if col not in tidy.columns or col in _TIDY_NAMES:
+                tidy[RAW_PREFIX + str(col)] = raw[col].to_numpy()
+    return tidy
+
+
+def input_frame(df: pd.DataFrame, input_columns: list[str]) -> pd.DataFrame:
+    """The input's own columns (names, order, values) of rows carried with ``carry_input=True``."""
+    return pd.DataFrame({c: (df[RAW_PREFIX + c] if RAW_PREFIX + c in df.columns else df[c]).to_numpy()
+                         for c in input_columns}, copy=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,6 +249,7 @@ class BucketResult:
     seconds: float = 0.0
     xy: list = field(default_factory=list)  # kept (x, y) per batch, input order (``keep_xy=True`` only)
     genes: set = field(default_factory=set)  # the genes of the kept rows (the vocabulary of a streamed training)
+    input_columns: list | None = None  # the input's own columns, in order (carried as RAW_PREFIX + name)
 
     def tiles(self) -> list[int]:
         """Tiles that own at least one transcript, in grid order."""
@@ -298,7 +299,9 @@ def bucket_transcripts(spec: InputSpec, plan: TilePlan, work_dir: str | os.PathL
         raw = batch.to_pandas()
         n = len(raw)
         done += n
-        tidy = standardise_batch(raw, spec)
+        tidy = standardise_batch(raw, spec, carry_input=True)
+        if res.input_columns is None:
+            res.input_columns = [str(c) for c in raw.columns]
         del raw
         res.rows_in += n
         try:
@@ -410,16 +413,17 @@ def _model_from_payload(key: str, payload):
     return m
 
 
-def read_tile(task: TileTask) -> tuple[pd.DataFrame, np.ndarray]:
-    """The tile's transcripts (core + margin, tidy schema) and the core mask."""
+def read_tile(task: TileTask, *, keep_input: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """The tile's transcripts (core + margin, tidy schema) and the core mask; ``keep_input``: with the
+    input's own columns carried beside them (``RAW_PREFIX + name``)."""
     tabs = []
     for f in task.parts:
         with ipc.open_file(f) as r:
             tabs.append(r.read_all())
     tab = pa.concat_tables(tabs, promote_options="permissive")
     core = tab.column(CORE).to_numpy(zero_copy_only=False).astype(bool)
-    df = tab.drop_columns([CORE]).to_pandas()
-    return df, core
+    drop = [CORE] + ([] if keep_input else [c for c in tab.column_names if c.startswith(RAW_PREFIX)])
+    return tab.drop_columns(drop).to_pandas(), core
 
 
 def tile_nuclei(task: TileTask, df: pd.DataFrame, min_nuclear: int) -> pd.DataFrame:
@@ -455,7 +459,8 @@ def predict_tile(task: TileTask, model_key: str, payload, settings: TileSettings
 
         model_key = f"{model_key}-{threading.get_ident()}"
     model, vocab = _model_from_payload(model_key, payload)
-    df, core = read_tile(task)
+    cols = settings.extra.get("input_columns")
+    df, core = read_tile(task, keep_input=bool(cols))
     nuc = tile_nuclei(task, df, settings.min_nuclear_transcripts)
     pcfg = PredictConfig(**{k: v for k, v in settings.predict.items() if k in PredictConfig.__dataclass_fields__})
     pcfg.tile_tx = max(len(df), 1)  # the tile is the unit: no sub-tiling
@@ -479,6 +484,12 @@ def predict_tile(task: TileTask, model_key: str, payload, settings: TileSettings
             ids[frag] = [f"fragment-tx{first[v]}" for v in ids[frag]]
             out[S.SEGGER_CELL_ID] = ids
     out = out.loc[core].reset_index(drop=True)
+    if cols:  # the output keeps the input's own columns + Segger's (as an in-memory run writes it)
+        from segger.export.writers import input_layout
+
+        out = input_layout(input_frame(out, list(cols)), out)
+    else:
+        out = out.drop(columns=[c for c in out.columns if str(c).startswith(RAW_PREFIX)])
     return _arrow_safe(out)
 
 
