@@ -1,8 +1,8 @@
 """QC metrics: fraction assigned, transcripts per cell, agreement with a reference (best match and
 mutual best match), MECR (also at equal coverage), moves away from the nearest nucleus, and
-scores against a known truth (F1, ARI); the review queue (:func:`review_queue`). One implementation, used by ``segger qc``,
-the napari QC
-widget and ``benchmarks/quality.py``; definitions in ``docs/benchmarks.md``."""
+scores against a known truth (F1, ARI); the review queue of doubtful cells (:func:`review_queue`).
+One implementation, used by ``segger qc``, the napari QC widget and ``benchmarks/quality.py``;
+definitions in ``docs/benchmarks.md``."""
 
 from segger.validation.metrics import (
     MECR_MAX_RATE,
