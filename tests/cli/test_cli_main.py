@@ -16,18 +16,11 @@ import pytest
 from segger import __version__
 from segger import schema as S
 from segger.cli.main import main
+from _cli_helpers import call_cli as _call
 
 TINY = ["--hidden-channels", "16", "--out-channels", "16", "--heads", "2", "--num-mid-layers", "1"]
 
 
-def _call(argv, capsys):
-    """``(exit code, stdout, stderr)`` of ``segger argv`` (argparse exits are caught)."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from segger import schema as S
 from segger.cli.main import main
 from segger.utils.outdir import OUTPUT_FILES, RUN_MARKER, TRANSCRIPTS_FILE
+from _cli_helpers import call_cli as _call
 
 # the floors of tests/prediction/test_quality_floor.py (against the nearest-nucleus rule on the graph)
 FLOOR_MUTUAL = 0.03  # mutual agreement ≥ nearest nucleus − this
@@ -20,13 +21,6 @@ FLOOR_MECR_REL = 0.01  # MECR at equal coverage vs nearest nucleus ≤ this (rel
 FLOOR_FRACTION = 0.06  # |assigned fraction − vendor's| ≤ this
 
 
-def _call(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def _files(folder):

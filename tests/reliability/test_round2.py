@@ -25,6 +25,7 @@ import torch
 from _reliability_corpus import NUC, TINY_ARGS, TX
 from segger.cli.main import main
 from segger.utils.outdir import LOCK_NAME, OutputBusyError, OutputLock, lock_is_stale, read_lock
+from _cli_helpers import call_cli as _run
 
 CPU = ["--device", "cpu", "--quiet"]
 
@@ -34,13 +35,6 @@ def _cli() -> list[str]:
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "segger.cli.main"]
 
 
-def _run(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def _one_error(rc, err, *fragments):
