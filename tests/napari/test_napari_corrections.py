@@ -56,9 +56,14 @@ class _Event:
 
 
 def click(widget, viewer, yx, modifiers=()):
-    """Press + release (no drag) at world (y, x) through the widget's viewer mouse callback."""
+    """Press + release (no drag) at world (y, x) through the widget's viewer mouse callback — the
+    one registered in ``viewer.mouse_drag_callbacks`` (a fake event to an unregistered handler
+    would prove nothing)."""
     ev = _Event(yx, modifiers)
-    gen = widget._on_mouse(viewer, ev)
+    handler = widget.interaction.on_mouse
+    registered = [cb for cb in viewer.mouse_drag_callbacks if cb == handler]
+    assert registered, "the correction widget's mouse callback is not registered on the viewer"
+    gen = registered[0](viewer, ev)
     if gen is None:
         return
     next(gen)

@@ -366,7 +366,7 @@ def test_correct_with_real_clicks_and_keys_then_qc_and_export(make_napari_viewer
     # a miss leaves an error line; the next success clears it
     center_on(viewer, yx[b], zoom=40)
     key_canvas(qtbot, viewer, Qt.Key.Key_T)
-    assert c._picking
+    assert c.session.picking
     empty = yx[b] + np.array([0.0, 50.0])
     while c.point_index().nearest(*empty, 3.0) >= 0:
         empty = empty + np.array([0.0, 5.0])

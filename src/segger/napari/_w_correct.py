@@ -22,7 +22,6 @@ corrected transcripts and ``segger transcripts`` is recoloured row by row.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,27 +36,24 @@ from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row, dspin, spin
 from segger.napari._jobs import notify_error
 from segger.napari._state import data_source_of
-from segger.corrections.edits import (
-    apply_corrections,
-    assignment_kinds,
-    changed_transcripts,
-    corrected_cells,
-    merge_members,
-    new_split_id,
-    split_moving,
+from segger.corrections.edits import apply_corrections, changed_transcripts
+from segger.napari._correct_interaction import (  # noqa: F401 - re-exported
+    CLICK_TOLERANCE_PX,
+    SHORTCUTS,
+    VIEWER_ONLY,
+    CorrectionInteraction,
 )
+from segger.napari._correct_session import CorrectionSession
 from segger.napari._viewer import find_layer, lock_layer, upsert_layer
 from segger.napari.layers import (
     CHANGED_RGBA,
     CORRECTED_RGBA,
-    LAYER_ATTENTION,
     LAYER_CELLS,
     LAYER_CHANGES,
     LAYER_CORRECTIONS,
     LAYER_SELECTED,
     LAYER_SELECTION,
     LAYER_TRANSCRIPTS,
-    LAYER_TX_EDGES,
     SELECTED_RGBA,
     UNITS,
     PointIndex,
@@ -68,22 +64,6 @@ from segger.napari.layers import (
 )
 from segger.progress import Progress
 
-#: action -> (napari key binding, label shown on the button)
-SHORTCUTS = {
-    "assign": ("A", "A"),
-    "unassign": ("U", "U"),
-    "merge": ("M", "M"),
-    "split": ("S", "S"),
-    "start_pick_target": ("T", "T"),
-    "finetune": ("F", "F"),
-    "undo": ("Control-Z", "Ctrl+Z"),
-    "redo": ("Control-Shift-Z", "Ctrl+Shift+Z"),
-    "clear_selection": ("Escape", "Esc"),
-}
-#: keys bound on the viewer only (layers keep theirs: Escape finishes a shape being drawn)
-VIEWER_ONLY = ("clear_selection",)
-CLICK_TOLERANCE_PX = 6.0
-_KINDS = pd.Index(list(S.ASSIGNMENT_KINDS))
 
 
 def correction_sidecar(source: dict) -> Path | None:
@@ -226,25 +206,13 @@ class CorrectWidget(SeggerWidget):
         self.body.addWidget(self.summary)
         self.body.addStretch(1)
 
-        # -- state -------------------------------------------------------------------------
+        # -- state: the session model (no Qt) and the viewer bindings ---------------------
         self.active = False
-        self._clicked: list[int] = []  # clicked rows, in click order (seeds of a split)
-        self._target: str | None = None
-        self._picking = False
-        self._published = None  # the result this widget last put into the shared state
-        self._base_result = None  # the model's assignment (no corrections)
-        self._base_cells: np.ndarray | None = None
-        self._cells: np.ndarray | None = None  # what the layer shows (corrections applied)
-        self._corrected: np.ndarray | None = None
-        self._own: np.ndarray | None = None
-        self._tx_ids: np.ndarray | None = None
-        self._tx_index: pd.Index | None = None
-        self._index: PointIndex | None = None
-        self._index_key = None
-        self._index_lock = threading.Lock()
-        self._nuclei_tree = None
-        self._nuclei_for = None
-        self._bound: list[tuple[Any, str]] = []
+        self.session = CorrectionSession(get_store=lambda: self.state.corrections)
+        self.interaction = CorrectionInteraction(
+            self.viewer, on_click=self.click, on_key=self._run_key,
+            enabled=lambda: self.active and self.session.base_result is not None,
+            on_error=lambda exc: self.guarded(self._raise, exc), layer=self._result_layer)
         self._history: list[dict] = []
         self.last_changed = np.zeros(0, dtype=np.int64)
         self._outline_timer = QTimer(self)
@@ -268,18 +236,21 @@ class CorrectWidget(SeggerWidget):
         self.state.result_changed.connect(self._on_result)
         self.state.model_changed.connect(self.refresh_enabled)
         self.state.prediction_changed.connect(self.refresh_enabled)
-        self.viewer.mouse_drag_callbacks.append(self._on_mouse)
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.interaction.connect()
         self.set_controls(self.finetune_button, self.steps, self.weight, self.radius, self.margin)
         self._on_bundle()
         self._on_result()
-
     # =========================================================================================
     # data, store, result
     # =========================================================================================
     @property
     def store(self):
         return self.state.corrections
+
+    @property
+    def _cells(self) -> np.ndarray | None:
+        """The cells shown (corrections applied): :attr:`CorrectionSession.cells` (benchmarks read it)."""
+        return self.session.cells
 
     def _on_bundle(self) -> None:
         """New graph: find where its data came from and open that data's corrections."""
@@ -318,135 +289,81 @@ class CorrectWidget(SeggerWidget):
             self.file_label.setText(
                 (f"Restored {n:,} correction(s) from " if n else "Corrections are saved to ") + f"{path}" + note
             )
-        if self._base_result is not None:
+        if self.session.base_result is not None:
             self._sync()
         self.refresh_enabled()
 
     def _on_result(self) -> None:
         result = self.state.result
         if result is None:
-            self._base_result = None
-            self._base_cells = self._cells = self._corrected = None
+            self.session.clear_base()
             self.clear_selection()
             self.refresh_enabled()
             return
-        if result is self._published:
+        if result is self.session.published:
             return  # our own corrected result coming back
         self._set_base(result)
 
     def _set_base(self, result: pd.DataFrame, full: bool = False) -> None:
         """A new model assignment (Predict, re-threshold, fine-tune): apply the corrections to it."""
-        self._base_result = result
-        self._base_cells = result[S.SEGGER_CELL_ID].to_numpy(dtype=object)
-        self._base_kinds = np.asarray(
-            pd.Categorical(result[S.ASSIGNMENT], categories=list(S.ASSIGNMENT_KINDS)).codes, dtype=np.int8)
-        ids = result[S.TX_ID].to_numpy()
-        if self._tx_ids is None or len(self._tx_ids) != len(ids) or not np.array_equal(self._tx_ids, ids):
-            self._tx_ids = ids
-            self._tx_index = pd.Index(ids)
-        self._own = None
-        pred = self.state.prediction
-        if pred is not None and getattr(pred, "n_tx", -1) == len(result):
-            bd = pred.bundle.nuclei[S.BD_ID].astype(str).to_numpy(dtype=object)
-            own = np.full(len(result), None, dtype=object)
-            ok = pred.own_bd >= 0
-            own[ok] = bd[pred.own_bd[ok]]
-            self._own = own
+        self.session.base_result = result  # for _result_layer
         layer = self._result_layer()
-        if full or layer is None:
-            self._cells = self._base_cells.copy()
-            self._corrected = np.zeros(len(result), dtype=bool)
-            self._sync(full=True)
-        else:
+        corrected = None
+        if not full and layer is not None and "corrected" in layer.features.columns:
             # Predict has just drawn this (uncorrected) result: only corrected rows differ
-            self._cells = self._base_cells.copy()
-            feats = layer.features
-            self._corrected = (feats["corrected"].to_numpy(dtype=bool).copy() if "corrected" in feats.columns
-                               else np.zeros(len(result), dtype=bool))
-            self._sync()
+            corrected = layer.features["corrected"].to_numpy(dtype=bool)
+        self.session.set_base(result, self.state.prediction, corrected)
+        self._sync(full=full or layer is None)
         self.refresh_enabled()
 
     def _result_layer(self):
         layer = find_layer(self.viewer, LAYER_TRANSCRIPTS)
-        if layer is None or self._base_result is None or len(layer.data) != len(self._base_result):
+        base = self.session.base_result
+        if layer is None or base is None or len(layer.data) != len(base):
             return None
         return layer
 
     def corrected_cells(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-        """(cell per transcript with corrections applied, corrected mask, effective corrections):
-        :func:`segger.corrections.edits.corrected_cells`, the rule of ``apply_corrections``."""
-        eff = self.store.effective() if self.store is not None else pd.DataFrame()
-        cells, corrected = corrected_cells(self._tx_index, self._base_cells, eff)
-        return cells, corrected, eff
+        """(cell per transcript with corrections applied, corrected mask, effective corrections)."""
+        return self.session.corrected_cells()
 
     def _sync(self, full: bool = False) -> None:
-        """Bring the layers and the shared result in line with the corrections.
-
-        Only rows corrected before or after this edit can differ from the model's assignment, so
-        an edit costs O(corrections) plus a few O(N) array copies (≈0.1 s at a million points).
-        """
-        if self._base_result is None:
+        """Bring the layers and the shared result in line with the corrections (the session says
+        which rows changed; only those are redrawn, ≈0.1 s at a million points)."""
+        up = self.session.update(full=full, shown=self.state.result)
+        if up is None:
             return
-        cells, corrected, eff = self.corrected_cells()
-        kind_codes = self._base_kinds.copy()
-        crow = np.flatnonzero(corrected)
-        if len(crow):
-            own = None if self._own is None else self._own[crow]
-            kind_codes[crow] = _KINDS.get_indexer(assignment_kinds(cells[crow], own))
+        if up.result is not None and self.state.result is not up.result:
+            self.state.set_result(up.result, None)
         layer = self._result_layer()
-        if full:
-            result = self._publish(eff, corrected)
-            if layer is not None:
-                feats, colors = result_layer_update(layer.features, result, corrected)
+        if layer is not None:
+            if up.rows is None:
+                feats, colors = result_layer_update(layer.features, up.result, up.corrected)
+            elif len(up.rows):
+                feats, colors = update_result_rows(layer.features, layer.face_color, up.rows, up.cells,
+                                                   up.kinds, up.flags)
+            else:
+                feats = None
+            if feats is not None:
                 layer.features = feats
                 set_face_colors(layer, colors)
-        else:
-            rows = np.flatnonzero(self._corrected | corrected)
-            rows = rows[(cells[rows] != self._cells[rows]) | (corrected[rows] != self._corrected[rows])]
-            if len(rows) or self.state.result is not self._published:
-                self._publish(eff, corrected)
-            if layer is not None and len(rows):
-                feats, colors = update_result_rows(layer.features, layer.face_color, rows, cells[rows],
-                                                   _KINDS.to_numpy()[kind_codes[rows]], corrected[rows])
-                layer.features = feats
-                set_face_colors(layer, colors)
-        self._cells, self._corrected = cells, corrected
-        self._draw_corrections(eff, corrected)
+        self._draw_corrections(up.effective, up.corrected)
         if find_layer(self.viewer, LAYER_CELLS) is not None:
             self._outline_timer.start()
         self.state.corrections_changed.emit()
         self._update_labels()
 
-    def _publish(self, eff: pd.DataFrame, corrected: np.ndarray) -> pd.DataFrame:
-        """Put the corrected result into the shared state (QC and Export then use it), made by the
-        one rule :func:`segger.corrections.edits.apply_corrections` (cell, assignment, score)."""
-        base = self._base_result
-        result = base if not corrected.any() else apply_corrections(base, eff, own_cell=self._own)
-        self._published = result
-        if self.state.result is not result:
-            self.state.set_result(result, None)
-        return result
-
     def _draw_corrections(self, eff: pd.DataFrame, corrected: np.ndarray) -> None:
-        rows = np.flatnonzero(corrected)
-        layer = self._result_layer()
-        if layer is None and not len(rows):
+        rows, feats = self.session.corrected_markers(eff, corrected)
+        if self._result_layer() is None and not len(rows):
             return
-        yx = self._world_yx(rows)
-        feats = {}
-        if len(eff) and len(rows):
-            e = eff.set_index("transcript_id")
-            tids = self._tx_ids[rows]
-            e = e.reindex(tids)
-            feats = {S.TX_ID: tids, "previous_cell": e["previous_cell"].astype(str).to_numpy(),
-                     "new_cell": e["new_cell"].astype(str).to_numpy(), "action": e["action"].astype(str).to_numpy()}
-        self._put_markers(LAYER_CORRECTIONS, yx, CORRECTED_RGBA, feats, size=2.5)
+        self._put_markers(LAYER_CORRECTIONS, self._world_yx(rows), CORRECTED_RGBA, feats, size=2.5)
 
     def _world_yx(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        if self._index is not None and len(self._index) == len(self._base_result):
-            return self._index.yx[rows]
-        r = self._base_result
+        index, r = self.interaction.index, self.session.base_result
+        if index is not None and len(index) == len(r):
+            return index.yx[rows]
         return np.column_stack([r[S.Y].to_numpy(float)[rows], r[S.X].to_numpy(float)[rows]])
 
     def _put_markers(self, name: str, yx: np.ndarray, rgba, features: dict, size: float = 2.5):
@@ -457,12 +374,10 @@ class CorrectWidget(SeggerWidget):
             if len(data) == 0:
                 return None
             active = self.viewer.layers.selection.active
-            layer = self.viewer.add_points(data, **kwargs)
+            layer = self.viewer.add_points(data, **kwargs)  # gets the keys in correction mode (inserted)
             lock_layer(layer)
             if active is not None:
                 self.viewer.layers.selection.active = active
-            if self.active:
-                self._bind_keys(layer)
             return layer
         layer.data = data
         layer.features = kwargs["features"]
@@ -474,7 +389,7 @@ class CorrectWidget(SeggerWidget):
         return layer
 
     # =========================================================================================
-    # correction mode: mouse, keys, hit tests
+    # correction mode: the interaction module's callbacks
     # =========================================================================================
     def set_active(self, on: bool) -> None:
         """Correction mode on/off: the canvas click handler and the keys (also via the button)."""
@@ -486,11 +401,11 @@ class CorrectWidget(SeggerWidget):
         self.mode_button.setText(f"Correction mode: {'on' if on else 'off'}")
         if on:
             self._ensure_selection_layer()
-            self._bind_all()
-            self._prebuild_index()
+            self.interaction.bind_all()
+            self.interaction.prebuild_index()
         else:
-            self._unbind_all()
-            self._picking = False
+            self.interaction.unbind_all()
+            self.session.picking = False
         self._update_labels()
 
     def _ensure_selection_layer(self):
@@ -504,79 +419,12 @@ class CorrectWidget(SeggerWidget):
             layer.events.data.connect(lambda *_: self._update_labels())
         return layer
 
-    def _binding_targets(self) -> list:
-        targets = [self.viewer]
-        # every Segger layer: whichever of them is active, its keymap must not shadow the keys
-        for name in (LAYER_TRANSCRIPTS, LAYER_SELECTION, LAYER_CORRECTIONS, LAYER_CHANGES, LAYER_SELECTED,
-                     LAYER_CELLS, LAYER_ATTENTION, LAYER_TX_EDGES):
-            layer = find_layer(self.viewer, name)
-            if layer is not None:
-                targets.append(layer)
-        return targets
-
-    def _bind_all(self) -> None:
-        for target in self._binding_targets():
-            self._bind_keys(target)
-
-    def _on_layer_inserted(self, event) -> None:
-        """A Segger layer added (or replaced, e.g. the outlines) in correction mode gets the keys."""
-        if not self.active:
-            return
-        layer = event.value
-        names = {getattr(t, "name", None) for t in self._binding_targets()[1:]}
-        if getattr(layer, "name", None) in names:
-            self._bind_keys(layer)
-
-    def _bind_keys(self, target: Any) -> None:
-        """Bind the correction keys on ``target``'s own keymap (a layer's instance keymap wins over
-        its class keys, e.g. Points' A = select all)."""
-        is_viewer = target is self.viewer
-        for action, (key, _) in SHORTCUTS.items():
-            if action in VIEWER_ONLY and not is_viewer:
-                continue
-
-            def handler(_provider, _action=action):
-                self._run_key(_action)
-
-            try:
-                target.bind_key(key, handler, overwrite=True)
-            except Exception:  # noqa: BLE001 - a layer that refuses a key keeps its own
-                continue
-            self._bound.append((target, key))
-
-    def _unbind_all(self) -> None:
-        for target, key in self._bound:
-            try:
-                target.bind_key(key, None)
-            except Exception:  # noqa: BLE001 - layer already gone
-                pass
-        self._bound.clear()
-
     def _run_key(self, action: str) -> None:
         if not self.active:
             return
         if action == "finetune" and self.busy:
             return
         getattr(self, action)()
-
-    def _on_mouse(self, viewer, event):
-        """Viewer mouse callback: a click (press + release without drag) selects / picks."""
-        if not self.active or self._base_result is None:
-            return
-        active = self.viewer.layers.selection.active
-        if active is not None and active.name == LAYER_SELECTION and getattr(active, "mode", "pan_zoom") != "pan_zoom":
-            return  # drawing a selection shape
-        start = tuple(event.position)
-        yield
-        while event.type == "mouse_move":
-            yield
-        if event.type == "mouse_release" and np.allclose(start, tuple(event.position), atol=1e-6):
-            mods = {str(getattr(m, "name", m)) for m in (getattr(event, "modifiers", None) or ())}
-            y, x = (float(v) for v in np.asarray(event.position, dtype=float)[-2:])
-            try:
-                self.click(y, x, add="Shift" in mods, target=bool(mods & {"Control", "Alt", "Meta"}))
-            except Exception as exc:  # noqa: BLE001 - never raise into napari's event loop
-                self.guarded(self._raise, exc)
 
     @staticmethod
     def _raise(exc):
@@ -585,8 +433,8 @@ class CorrectWidget(SeggerWidget):
     def click(self, y: float, x: float, add: bool = False, target: bool = False) -> int:
         """A click at world (y, x) µm: select the transcript hit (``add``: toggle it into the
         selection), or pick the target cell (``target`` or after Pick target [T]). Returns the hit row."""
-        if target or self._picking:
-            self._picking = False
+        if target or self.session.picking:
+            self.session.picking = False
             self.pick_target_at(y, x)
             self._clear_error()
             return -1
@@ -595,13 +443,7 @@ class CorrectWidget(SeggerWidget):
             if not add:
                 self.clear_selection()
             return row
-        if add:
-            if row in self._clicked:
-                self._clicked.remove(row)
-            else:
-                self._clicked.append(row)
-        else:
-            self._clicked = [row]
+        self.session.click_row(row, add)
         self._clear_error()
         self._selection_changed()
         return row
@@ -611,252 +453,117 @@ class CorrectWidget(SeggerWidget):
         if self.panel.status.text().startswith("error:"):
             self.panel.status.setText("")
 
-    def _tolerance(self) -> float:
-        """Hit radius in µm: half a point, or a few screen pixels at the current zoom."""
-        layer = find_layer(self.viewer, LAYER_TRANSCRIPTS)
-        size = 1.0
-        if layer is not None and np.size(layer.size):
-            size = float(np.asarray(layer.size).ravel()[0]) * float(np.asarray(layer.scale)[-1])
-        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9; viewer.camera before
-        camera = getattr(scene, "camera", None) if scene is not None else None
-        if camera is None:
-            camera = getattr(self.viewer, "camera", None)
-        zoom = float(getattr(camera, "zoom", 1.0) or 1.0)
-        # a click anywhere on the drawn disc, plus a few screen pixels (at high zoom the pixels
-        # are tiny, the disc is what the user aims at)
-        return size / 2.0 + CLICK_TOLERANCE_PX / zoom
-
     def point_index(self) -> PointIndex:
-        """KD-tree of ``segger transcripts`` in world µm, built once per layer data (and transform)."""
-        layer = self._result_layer() or find_layer(self.viewer, LAYER_TRANSCRIPTS)
-        if layer is None:
-            raise SeggerInputError(f"no '{LAYER_TRANSCRIPTS}' layer; run Predict first")
-        key = self._layer_key(layer)
-        with self._index_lock:
-            if self._index is None or self._index_key != key:
-                self._index = PointIndex.from_layer(layer)
-                self._index_key = key
-            return self._index
-
-    @staticmethod
-    def _layer_key(layer) -> tuple:
-        data = layer.data
-        return (id(data), len(data), tuple(np.asarray(layer.scale, float)[-2:]),
-                tuple(np.asarray(layer.translate, float)[-2:]))
-
-    def _prebuild_index(self) -> None:
-        """Build the KD-tree in a background thread (about 0.5 s at a million points)."""
-        layer = find_layer(self.viewer, LAYER_TRANSCRIPTS)
-        if layer is None:
-            return
-        key = self._layer_key(layer)
-        if self._index_key == key:
-            return
-        from segger.napari.layers import _world_yx
-
-        try:
-            yx = _world_yx(layer, np.asarray(layer.data))
-        except Exception:  # noqa: BLE001 - built (and reported) at the first click instead
-            return
-
-        def build():
-            index = PointIndex(yx)
-            with self._index_lock:
-                if self._index_key != key:
-                    self._index, self._index_key = index, key
-
-        threading.Thread(target=build, name="segger-kdtree", daemon=True).start()
+        """KD-tree of ``segger transcripts`` in world µm (:class:`._correct_interaction.CorrectionInteraction`)."""
+        return self.interaction.point_index()
 
     def hit_test(self, y: float, x: float, max_dist: float | None = None) -> int:
         """Row of the transcript nearest to world (y, x) µm within the click tolerance, or -1."""
-        return self.point_index().nearest(y, x, self._tolerance() if max_dist is None else max_dist)
+        return self.interaction.hit_test(y, x, max_dist)
 
     def nucleus_at(self, y: float, x: float) -> str | None:
         """bd id of the nucleus polygon containing world (y, x) µm."""
-        bundle = self.state.bundle
-        if bundle is None or S.GEOMETRY not in bundle.nuclei.columns or len(bundle.nuclei) == 0:
-            return None
-        import shapely
-
-        if self._nuclei_for is not bundle:
-            self._nuclei_tree = shapely.STRtree(bundle.nuclei[S.GEOMETRY].to_numpy())
-            self._nuclei_for = bundle
-        hits = self._nuclei_tree.query(shapely.Point(x, y), predicate="intersects")
-        if len(hits) == 0:
-            return None
-        return str(bundle.nuclei[S.BD_ID].astype(str).to_numpy()[int(hits[0])])
+        return self.interaction.nucleus_at(self.state.bundle, y, x)
 
     # =========================================================================================
     # selection and target
     # =========================================================================================
     def selection_rows(self) -> np.ndarray:
         """Rows selected by clicks and by the areas drawn in ``segger selection`` (sorted)."""
-        rows = np.asarray(self._clicked, dtype=np.int64)
         areas, _ = shapes_to_world_polygons(find_layer(self.viewer, LAYER_SELECTION))
-        if areas and self._base_result is not None:
-            rows = np.union1d(rows, self.point_index().inside(areas))
-        return np.unique(rows)
+        inside = self.interaction.inside(areas) if areas and self.session.base_result is not None else None
+        return self.session.selection_rows(inside)
 
     def select_rows(self, rows, add: bool = False) -> None:
         """Select transcripts by row (programmatic selection)."""
-        rows = [int(r) for r in np.atleast_1d(rows)]
-        self._clicked = (self._clicked + [r for r in rows if r not in self._clicked]) if add else rows
+        self.session.select_rows(rows, add)
         self._selection_changed()
 
-    def clear_selection(self) -> None:
-        self._clicked = []
-        self._target = None
-        self._picking = False
+    def _clear_drawn(self) -> None:
         layer = find_layer(self.viewer, LAYER_SELECTION)
         if layer is not None and len(layer.data):
             layer.data = []
+
+    def clear_selection(self) -> None:
+        self.session.clear_selection()
+        self._clear_drawn()
         self._selection_changed()
 
     def start_pick_target(self) -> None:
         """The next click picks the target cell (button / T)."""
-        self._picking = True
+        self.session.start_pick_target()
         self._update_labels()
 
     def pick_target_at(self, y: float, x: float) -> str | None:
         """Target = the cell of the transcript clicked, else the nucleus clicked."""
-        self._require_result()
-        row = self.hit_test(y, x)
-        cell = None
-        if row >= 0 and str(self._cells[row]) != S.UNASSIGNED:
-            cell = str(self._cells[row])
-        if cell is None:
-            cell = self.nucleus_at(y, x)
-        if cell is None:
-            raise SeggerInputError("no cell there: click a transcript of the target cell or its nucleus")
-        self.set_target(cell)
+        self.session.require_result()
+        cell = self.session.target_at(self.hit_test(y, x), lambda: self.nucleus_at(y, x))
+        self._update_labels()
         return cell
 
     def set_target(self, cell: str | None) -> None:
-        self._target = None if cell is None else str(cell)
-        self._picking = False
+        self.session.set_target(cell)
         self._update_labels()
 
     @property
     def target(self) -> str | None:
-        return self._target
+        return self.session.target
 
     def _selection_changed(self) -> None:
-        if self._base_result is not None:
-            rows = np.asarray(self._clicked, dtype=np.int64)
+        if self.session.base_result is not None:
+            rows = np.asarray(self.session.clicked, dtype=np.int64)
             if len(rows) or find_layer(self.viewer, LAYER_SELECTED) is not None:
                 self._put_markers(LAYER_SELECTED, self._world_yx(rows), SELECTED_RGBA, {}, size=2.0)
         self._update_labels()
 
     def _update_labels(self) -> None:
-        if self._base_result is None or self._cells is None:
-            self.selection_label.setText("Selection: none. Target: none. (Run Predict first.)")
+        if not self.session.has_result:
+            self.selection_label.setText(self.session.selection_text(np.zeros(0, np.int64)))
             return
-        rows = self.selection_rows() if self.active or self._clicked else np.zeros(0, np.int64)
-        cells = pd.unique(self._cells[rows].astype(str)) if len(rows) else []
-        cell_txt = ", ".join(map(str, cells[:4])) + ("…" if len(cells) > 4 else "")
-        sel = f"{len(rows):,} transcript(s)" + (f" in {cell_txt}" if len(rows) else "") if len(rows) else "none"
-        tgt = self._target or ("click a transcript or a nucleus…" if self._picking else "none")
-        n = len(self.store) if self.store is not None else 0
-        self.selection_label.setText(f"Selection: {sel}. Target: {tgt}. Corrections: {n:,}.")
+        rows = self.selection_rows() if self.active or self.session.clicked else np.zeros(0, np.int64)
+        self.selection_label.setText(self.session.selection_text(rows))
 
     # =========================================================================================
-    # actions
+    # actions: the session's edits, then the layers
     # =========================================================================================
     def _require_result(self) -> None:
-        if self._base_result is None or self._cells is None:
-            raise SeggerInputError(f"no assignment to correct yet; run Predict first ('{LAYER_TRANSCRIPTS}')")
-        if self.store is None:
-            raise SeggerInputError("no corrections log for this data; build the graph in 'Data & graph' first")
+        self.session.require_result()
 
-    def _need_selection(self) -> np.ndarray:
-        rows = self.selection_rows()
-        if len(rows) == 0:
-            raise SeggerInputError(
-                "nothing selected: click a transcript (Shift+click adds) or draw a rectangle/lasso in "
-                f"'{LAYER_SELECTION}'"
-            )
-        return rows
-
-    def _need_target(self) -> str:
-        if not self._target:
-            raise SeggerInputError("no target cell: press T (Pick target) and click one of its transcripts or its nucleus")
-        return self._target
-
-    def _record(self, action: str, rows: np.ndarray, new_cells, verb: str) -> int:
-        rows = np.asarray(rows, dtype=np.int64)
-        n = self.store.record(action, self._tx_ids[rows], self._cells[rows], new_cells)
-        self._clicked = []
-        layer = find_layer(self.viewer, LAYER_SELECTION)
-        if layer is not None and len(layer.data):
-            layer.data = []
-        self._sync()
-        self._selection_changed()
-        where = f"saved to {self.store.path}" if self.store.path else "in memory"
-        self.panel.status.setText(f"{verb}: {n:,} transcript(s); {len(self.store):,} correction(s) ({where})")
-        self.refresh_enabled()
-        return n
-
-    def _act(self, fn) -> int | None:
+    def _act(self, edit) -> int | None:
         try:
-            self._require_result()
-            return fn()
+            self.session.require_result()
+            n, verb = edit()
         except Exception as exc:  # noqa: BLE001 - one line to the user, UI stays usable
             self.guarded(self._raise, exc)
             return None
+        self._clear_drawn()  # the drawn selection is consumed
+        self._sync()
+        self._selection_changed()
+        self.panel.status.setText(f"{verb}: {n:,} transcript(s); {len(self.store):,} correction(s) "
+                                  f"({self.session.where_saved()})")
+        self.refresh_enabled()
+        return n
 
     def assign(self) -> int | None:
         """Assign [A]: the selected transcripts go to the target cell."""
-        def go():
-            rows, target = self._need_selection(), self._need_target()
-            return self._record("assign", rows, target, f"Assigned to {target}")
-        return self._act(go)
+        return self._act(lambda: self.session.assign(self.selection_rows()))
 
     def unassign(self) -> int | None:
         """Unassign [U]: the selected transcripts become unassigned."""
-        def go():
-            return self._record("unassign", self._need_selection(), S.UNASSIGNED, "Unassigned")
-        return self._act(go)
+        return self._act(lambda: self.session.unassign(self.selection_rows()))
 
     def merge(self) -> int | None:
         """Merge [M]: every transcript of the selection's cell(s) moves into the target cell."""
-        def go():
-            rows, target = self._need_selection(), self._need_target()
-            members, sources = merge_members(self._cells, rows, target)  # the core's merge rule
-            return self._record("merge", members, target, f"Merged {', '.join(sources)} into {target}")
-        return self._act(go)
+        return self._act(lambda: self.session.merge(self.selection_rows()))
 
     def split(self) -> int | None:
         """Split [S]: two seed transcripts (each transcript goes to the nearer seed) or a line
         drawn in ``segger selection``; the part with the cell's nucleus keeps the cell id."""
-        def go():
-            cells = self._cells  # object array of str ids
-            clicked = list(self._clicked)
-            cell = self._target
-            if cell is None:
-                pool = np.asarray(clicked, dtype=np.int64) if clicked else self.selection_rows()
-                found = [str(c) for c in pd.unique(cells[pool]) if c != S.UNASSIGNED] if len(pool) else []
-                if len(found) != 1:
-                    raise SeggerInputError("split needs one cell: pick it as the target (T) or select transcripts of one cell")
-                cell = found[0]
-            members = np.flatnonzero(cells == cell)
-            if len(members) < 2:
-                raise SeggerInputError(f"cell {cell} has fewer than two transcripts; nothing to split")
-            yx = self._world_yx(members)
-            seeds = [r for r in clicked if cells[r] == cell]
+        def edit():
+            selected = self.selection_rows() if self.session.target is None and not self.session.clicked else []
             _, lines = shapes_to_world_polygons(find_layer(self.viewer, LAYER_SELECTION))
-            if len(seeds) < 2 and not lines:
-                raise SeggerInputError(
-                    f"split needs two seed transcripts of cell {cell} (click, Shift+click) or a line (L) drawn "
-                    f"across it in '{LAYER_SELECTION}'"
-                )
-            # the core's split rule: the side with the nucleus keeps the id, the other gets a new one
-            moving = members[split_moving(
-                yx, seeds=list(self._world_yx(np.asarray(seeds[-2:]))) if len(seeds) >= 2 else None,
-                line=lines[-1] if lines else None, nucleus_yx=self._nucleus_centre(cell), cell=str(cell))]
-            new_id = new_split_id(cell, self.store.log()["new_cell"])
-            n = self._record("split", moving, new_id, f"Split {cell}: new cell {new_id}")
-            return n
-        return self._act(go)
+            return self.session.split(selected, self._world_yx, lines, self._nucleus_centre)
+        return self._act(edit)
 
     def _nucleus_centre(self, cell: str) -> np.ndarray | None:
         bundle = self.state.bundle
@@ -878,8 +585,7 @@ class CorrectWidget(SeggerWidget):
 
     def _undo_redo(self, which: str) -> bool:
         try:
-            self._require_result()
-            done = getattr(self.store, which)()
+            done = self.session.undo_redo(which)
         except Exception as exc:  # noqa: BLE001
             self.guarded(self._raise, exc)
             return False
@@ -913,16 +619,16 @@ class CorrectWidget(SeggerWidget):
     # fine-tuning
     # =========================================================================================
     def refresh_enabled(self) -> None:
-        has = self._base_result is not None and self.store is not None
+        has = self.session.can_edit
         for b in (self.assign_button, self.unassign_button, self.merge_button, self.split_button,
                   self.target_button, self.clear_button):
             b.setEnabled(has)
-        self.undo_button.setEnabled(has and self.store.can_undo)
-        self.redo_button.setEnabled(has and self.store.can_redo)
+        self.undo_button.setEnabled(self.session.can_undo)
+        self.redo_button.setEnabled(self.session.can_redo)
         self.export_button.setEnabled(self.store is not None)
         if not self.busy:
             self.finetune_button.setEnabled(self.state.model is not None and self.state.prediction is not None)
-        if self._base_result is None:
+        if self.session.base_result is None:
             self.summary.setText("Run Predict first; then correct and fine-tune.")
         elif self.summary.text().startswith("Run Predict first"):
             self.summary.setText("Turn Correction mode on, click transcripts, pick a target (T), press A/U/M/S; "
@@ -954,8 +660,8 @@ class CorrectWidget(SeggerWidget):
         cfg = self.finetune_config()
         radius, margin = float(self.radius.value()), float(self.margin.value())
         params = dict(self.state.result_params or {})
-        before = self._cells.astype(str)
-        tx_index = self._tx_index
+        before = self.session.cells.astype(str)
+        tx_index = self.session.tx_index
         self._history = []
 
         def job():
@@ -1000,7 +706,7 @@ class CorrectWidget(SeggerWidget):
         self._set_base(out["base"], full=True)
         changed = np.asarray(out["changed"], dtype=np.int64)
         self.last_changed = changed
-        feats = {S.TX_ID: self._tx_ids[changed], "before": out["changed_from"], "after": out["changed_to"]}
+        feats = {S.TX_ID: self.session.tx_ids[changed], "before": out["changed_from"], "after": out["changed_to"]}
         if len(changed) or find_layer(self.viewer, LAYER_CHANGES) is not None:
             self._put_markers(LAYER_CHANGES, self._world_yx(changed), CHANGED_RGBA, feats, size=2.0)
         last = self._history[-1] if self._history else {}
@@ -1053,13 +759,5 @@ class CorrectWidget(SeggerWidget):
         return self._outline_worker is not None or self._outline_timer.isActive()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._unbind_all()
-        try:
-            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
-        except (TypeError, ValueError, RuntimeError):
-            pass
-        try:
-            self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
-        except ValueError:
-            pass
+        self.interaction.disconnect()
         super().closeEvent(event)
