@@ -96,12 +96,16 @@ def geometry_labels(candidates: torch.Tensor, d_abs: torch.Tensor, n_tx: int, el
     t, b = candidates[0].long(), candidates[1].long()
     tn, dn = t.numpy(), d_abs.float().numpy()
     order = np.lexsort((np.arange(len(tn)), dn, tn))  # by transcript, then distance (ties: edge order)
+    ts, ds = tn[order], dn[order]
+    head = np.r_[True, ts[1:] != ts[:-1]]  # the nearest candidate of each transcript, in sorted order
     first = np.zeros(len(tn), dtype=bool)
-    first[order[np.r_[True, tn[order][1:] != tn[order][:-1]]]] = True
+    first[order[head]] = True
     d1 = np.full(n_tx, np.inf)
     d2 = np.full(n_tx, np.inf)
-    d1[tn[first]] = dn[first]
-    np.minimum.at(d2, tn[~first], dn[~first])
+    d1[ts[head]] = ds[head]
+    # the second nearest is the next one in sorted order (the same as a minimum over the others)
+    second = np.flatnonzero(head[:-1] & ~head[1:]) + 1
+    d2[ts[second]] = ds[second]
     d1, d2 = torch.from_numpy(d1), torch.from_numpy(d2)
     not_first = torch.from_numpy(~first)
     use = eligible_tx & ~has_nucleus

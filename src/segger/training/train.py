@@ -21,6 +21,7 @@ learned anything.
 
 from __future__ import annotations
 
+import copy
 import math
 import queue
 import threading
@@ -37,8 +38,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import HeteroData
 from torchmetrics.classification import BinaryAUROC, BinaryF1Score
 
-from segger.data.graph import (TX_BD, TX_CAND, TX_TX, GraphBundle, graph_max_distance, lookup_geometry, make_tiles,
-                                subgraph, tile_size_for)
+from segger.data.graph import (TX_BD, TX_CAND, TX_TX, GraphBundle, _edge_ids, _edges_by_node, _local,
+                                graph_max_distance, lookup_geometry, make_tiles, subgraph, tile_size_for)
 from segger.data.sampling import draw_negatives, geometry_labels, sample_labels, spatial_holdout
 from segger.errors import SeggerError, SeggerInputError
 from segger.params import check_fields, param
@@ -90,7 +91,9 @@ class TrainConfig:
     precision: str | None = param(None, "Lightning precision, e.g. 32, bf16-mixed (unset: 32 on CPU, bf16-mixed on "
                                         "CUDA)")
     seed: int = param(0, "random seed", low=0, high=2**32 - 1)
-    deterministic: bool = param(True, "on CPU: one intra-op thread, so runs repeat bit for bit", shared=True)
+    deterministic: bool = param(False, "on CPU: one intra-op thread, so runs repeat bit for bit (off: all the "
+                                       "threads torch has, usually the physical cores; ~1.5-2x faster on 2 cores)",
+                                shared=True)
 
     def validate(self) -> "TrainConfig":
         check_fields(self, "training setting")
@@ -165,14 +168,71 @@ def _first(batch: list[HeteroData]) -> HeteroData:
     return batch[0]
 
 
-def prepare_tiles(bundle: GraphBundle, config: TrainConfig,
-                  holdout: np.ndarray | None = None) -> tuple[list[HeteroData], list[HeteroData], dict]:
+def receptive_field(sub: HeteroData, label_index: torch.Tensor, hops: int) -> tuple[HeteroData, torch.Tensor]:
+    """The part of tile ``sub`` that the logits of the (tx, bd) pairs ``label_index`` depend on,
+    for a model of ``hops`` message-passing layers, and the map old → new transcript index (-1:
+    dropped).
+
+    A layer updates a transcript from its transcript–transcript in-neighbours and a nucleus from
+    the transcripts of its belongs edges. The labelled nuclei keep their belongs edges (those of
+    the other nuclei are dropped: no logit reads those nuclei); the transcripts kept are those
+    within ``hops`` in-hops of a labelled transcript or of a source of a kept belongs edge. Every
+    node kept at a distance below ``hops`` keeps all its in-edges, so the logits of the labelled
+    pairs are those of the whole tile (up to float summation order). All nuclei stay (indices
+    unchanged)."""
+    n_tx = int(sub["tx"].num_nodes)
+    bel = sub[TX_BD].edge_index
+    lab_bd = torch.zeros(int(sub["bd"].num_nodes), dtype=torch.bool)
+    lab_bd[label_index[1]] = True
+    bel_keep = lab_bd[bel[1]]
+    need = torch.zeros(n_tx, dtype=torch.bool)
+    need[label_index[0]] = True
+    need[bel[0, bel_keep]] = True
+    ei = sub[TX_TX].edge_index
+    for _ in range(max(int(hops) - 1, 0)):  # the last hop adds sources only (their own inputs are unused)
+        grow = need.clone()
+        grow[ei[0, need[ei[1]]]] = True
+        need = grow
+    tt_keep = need[ei[1]]  # every in-edge of a node within hops - 1 (its sources: the last hop)
+    need[ei[0, tt_keep]] = True
+    keep_idx = torch.nonzero(need, as_tuple=False).flatten()
+    tx_map = torch.full((n_tx,), -1, dtype=torch.long)
+    tx_map[keep_idx] = torch.arange(len(keep_idx))
+    out = copy.copy(sub)
+    for key, value in sub["tx"].items():
+        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == n_tx:
+            out["tx"][key] = value[keep_idx]
+    out["tx"].num_nodes = len(keep_idx)
+    if "train_tx" in sub:
+        out.train_tx = sub.train_tx[keep_idx]
+    out[TX_TX].edge_index = tx_map[ei[:, tt_keep]]
+    out[TX_BD].edge_index = torch.stack([tx_map[bel[0, bel_keep]], bel[1, bel_keep]])
+    out.hidden = sub.hidden[bel_keep]
+    cand = sub[TX_CAND].edge_index
+    c_keep = need[cand[0]]
+    out[TX_CAND].edge_index = torch.stack([tx_map[cand[0, c_keep]], cand[1, c_keep]])
+    for attr, value in sub[TX_CAND].items():
+        if attr != "edge_index" and torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == cand.shape[1]:
+            out[TX_CAND][attr] = value[c_keep]
+    for attr in ("geo_index", "geo_labels"):  # training labels: not used by a validation tile
+        if attr in out:
+            del out[attr]
+    return out, tx_map
+
+
+def prepare_tiles(bundle: GraphBundle, config: TrainConfig, holdout: np.ndarray | None = None,
+                  hops: int | None = None) -> tuple[list[HeteroData], list[HeteroData], dict]:
     """Split the sample into training and validation tiles with their fixed validation labels.
 
     ``holdout``: a boolean mask over the transcripts held out for validation instead of the spatial
     blocks of ``config.val_block`` / ``val_fraction`` (streamed training validates on whole held-out
     tiles, :mod:`segger.training.streamed`); with it, a sample that is all held out gives no training
-    tile and no error."""
+    tile and no error.
+
+    ``hops``: the number of message-passing layers of the model (``num_mid_layers + 2``); with it,
+    each validation tile keeps only the transcripts within ``hops`` transcript–transcript hops of
+    its labelled pairs (:func:`receptive_field`): the others cannot change a validation logit, so
+    the metrics are those of the whole tile at a fraction of the cost. ``None``: whole tiles."""
     data = bundle.data
     n_bel = data[TX_BD].edge_index.shape[1]
     if n_bel == 0:
@@ -195,13 +255,16 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig,
                                       supervision_ratio=config.supervision_ratio, neg_ratio=0.0)
     ts = tile_size_for(bundle, config.tile_tx)
     tiles = make_tiles(bundle, ts, config.tile_margin)
-    edge_ids = torch.arange(n_bel)
+    bel_np = bel.numpy()
+    bel_ptr, bel_order = _edges_by_node(bel, 0, int(data["tx"].num_nodes))
     train_items, val_items = [], []
     for tile in tiles:
         sub = subgraph(data, tile.tx_idx, tile.bd_idx)
-        # map the tile's belongs edges back to global ids (edges kept in order by subgraph)
-        keep = torch.from_numpy(np.isin(bel[0].numpy(), tile.tx_idx) & np.isin(bel[1].numpy(), tile.bd_idx))
-        sub_eids = edge_ids[keep]
+        # the tile's belongs edges as global ids, ascending (subgraph keeps the edges in order):
+        # those with a transcript and a nucleus of the tile, found through the CSR index
+        # (cost: the tile's own edges, not a scan of all edges per tile)
+        e, _ = _edge_ids(bel_ptr, bel_order, np.asarray(tile.tx_idx, dtype=np.int64))
+        sub_eids = torch.from_numpy(e[_local(np.asarray(tile.bd_idx, dtype=np.int64), bel_np[1, e]) >= 0])
         sub.hidden = hidden_mask[sub_eids]
         sub.far = torch.tensor(float(bundle.params.dist_bd))
         core = torch.from_numpy(tile.core_mask)
@@ -217,11 +280,17 @@ def prepare_tiles(bundle: GraphBundle, config: TrainConfig,
             train_items.append(sub)
         vpos_mask = sub.hidden & core[sub[TX_BD].edge_index[0]]
         if bool(vpos_mask.any()):
-            vsub = sub.clone()
             vpos = sub[TX_BD].edge_index[:, vpos_mask]
             vneg = draw_negatives(vpos, sub[TX_CAND].edge_index, sub["bd"].num_nodes, gen, config.neg_ratio, config.hard_fraction)
-            vsub.label_index = torch.cat([vpos, vneg], dim=1)
-            vsub.label_geo = lookup_geometry(sub, vsub.label_index, float(bundle.params.dist_bd))
+            label_index = torch.cat([vpos, vneg], dim=1)
+            label_geo = lookup_geometry(sub, label_index, float(bundle.params.dist_bd))
+            if hops is None:
+                vsub = copy.copy(sub)  # its own attribute stores; the tensors are shared, never written
+            else:
+                vsub, tx_map = receptive_field(sub, label_index, hops)
+                label_index = torch.stack([tx_map[label_index[0]], label_index[1]])
+            vsub.label_index = label_index
+            vsub.label_geo = label_geo
             vsub.labels = torch.cat([torch.ones(vpos.shape[1]), torch.zeros(vneg.shape[1])])
             val_items.append(vsub)
     if not train_items and holdout is None:
@@ -583,7 +652,7 @@ class TrainingRun:
         cfg = self.config
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         yield Progress("train", 0, None, "preparing tiles")
-        train_items, val_items, info = prepare_tiles(self.bundle, cfg)
+        train_items, val_items, info = prepare_tiles(self.bundle, cfg, hops=self.model_config.num_mid_layers + 2)
         self.info.update(info)
         epochs_left = max(cfg.epochs - self.start_epoch, 0)
         total = epochs_left * len(train_items)
