@@ -14,6 +14,8 @@ from segger.export.writers import (
     write_run_json,
     write_transcripts,
     read_transcripts_output,
+    read_transcripts_region,
+    read_boundaries_region,
     SEGGER_COLUMNS,
 )
 
@@ -34,5 +36,7 @@ __all__ = [
     "write_run_json",
     "write_transcripts",
     "read_transcripts_output",
+    "read_transcripts_region",
+    "read_boundaries_region",
     "SEGGER_COLUMNS",
 ]
