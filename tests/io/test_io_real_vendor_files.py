@@ -155,3 +155,12 @@ def test_merscope_agrees_with_spatialdata_io(merscope_dir):
 # CosMx against spatialdata_io.cosmx: not possible with this subset (that reader also needs the run's
 # counts matrix, cell metadata, CellComposite/ and CellLabels/ folders); the CosMx facts above are
 # read off the file independently instead.
+
+
+def test_merscope_without_polygons_says_once_why_there_are_no_nuclei(merscope_dir):
+    """A MERSCOPE folder without boundary files has neither polygons nor a nuclear flag: one line says
+    so and what to do (not three partial notes)."""
+    sample = read_sample(merscope_dir)
+    notes = [w for w in sample.warnings if "nucle" in w]
+    assert len(notes) == 1 and "no nuclei" in notes[0] and "--nuclei-labels" in notes[0]
+    assert len(sample.nuclei) == 0

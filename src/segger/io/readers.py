@@ -658,6 +658,7 @@ def read_sample(
 
     bbox = bbox_of(transcripts)
     nuclei_path: str | None = None
+    nuclei_wanted_note = True  # make_sample's "no nuclei were found" (unless a clearer line says why)
     if mode == "auto":
         mode = "labels" if nuclei_labels is not None else "polygons?"
 
@@ -698,16 +699,26 @@ def read_sample(
         else:
             nuc = approximate_nuclei(transcripts, min_nuclear_transcripts, bbox=bbox, margin=crop_margin)
             source = "approximated"
-            notes.append(
-                f"{folder}: no {kind} polygons ({_boundary_names(platform, kind)}); "
-                f"{len(nuc):,} nuclei approximated from the nuclear transcripts of each cell"
-            )
+            if len(nuc) == 0:  # one line that says why and what to do, instead of three partial ones
+                nuc.attrs = {}
+                nuclei_wanted_note = False
+                notes.append(
+                    f"{folder}: no {kind} polygons ({_boundary_names(platform, kind)}) and no transcript flagged "
+                    "nuclear within a cell, so there are no nuclei: give a nucleus label image (CLI --nuclei-labels; "
+                    "nuclei_labels= in Python) or polygons=<file> in Python, or segment without nuclei (nuclei='none')"
+                )
+            else:
+                notes.append(
+                    f"{folder}: no {kind} polygons ({_boundary_names(platform, kind)}); "
+                    f"{len(nuc):,} nuclei approximated from the nuclear transcripts of each cell"
+                )
     else:  # approximate
         nuc = approximate_nuclei(transcripts, min_nuclear_transcripts, bbox=bbox, margin=crop_margin)
         source = "approximated"
 
     return make_sample(transcripts, nuc, platform=platform, source=str(path), filter_report=report,
-                       nuclei_source=source, notes=notes, nuclei_path=nuclei_path, nuclei_wanted=mode != "none",
+                       nuclei_source=source, notes=notes, nuclei_path=nuclei_path,
+                       nuclei_wanted=mode != "none" and nuclei_wanted_note,
                        transcripts_path=str(tx_file))
 
 
