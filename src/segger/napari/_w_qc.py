@@ -173,6 +173,10 @@ class QCWidget(SeggerWidget):
         self.cell_info = QLabel("Click a transcript or a flagged cell.")
         self.cell_info.setWordWrap(True)
         self.body.addWidget(self.cell_info)
+        from segger.napari._w_review import ReviewPanel  # cell table + review queue (issue 12 #6, #11)
+
+        self.review = ReviewPanel(self.viewer)
+        self.group("Review: cell table and queue").addRow(self.review)
         self.body.addStretch(1)
         self.report: dict | None = None
         self._tree = None
