@@ -95,12 +95,13 @@ def test_panel_steps_follow_the_session_and_hints_are_never_stale(make_napari_vi
     assert "open data" in panel.hint.text()
     viewer.open_sample("napari-segger", "xenium_lung")
     _build(qtbot, panel)
-    assert panel.tabs.isTabEnabled(1) and not panel.tabs.isTabEnabled(2)
+    # Predict is enabled without training: the bundled pretrained model (issue 12 #2)
+    assert panel.tabs.isTabEnabled(1) and panel.tabs.isTabEnabled(2)
     t = panel.step("Train")
     assert "Build a graph" not in t.info.text() and "No model yet" in t.info.text()
     assert "train a model" in panel.hint.text()
     p = panel.step("Predict")
-    assert "Train or load a model" in p.summary.text()
+    assert "press Predict to segment with the bundled pretrained model" in p.summary.text()
     t = _train(qtbot, panel, epochs=2)
     assert not errors, errors
     # the curve: per-epoch loss and the expression AUROC on a fixed axis

@@ -273,6 +273,12 @@ def test_many_cells_become_labels_raster():
     assert 0 <= y.min() and y.max() <= 3 and 0 <= x.min() and x.max() <= 3
     data, kw, kind = L.cells_to_layer(bd, max_shapes=100)
     assert kind == "shapes" and len(data) == 60
+    # issue 12 #4: edges from the 8-colour neighbour palette by default (touching cells never share
+    # one); colors="hash" keeps the cell's hashed colour (as its transcripts)
+    from segger.napari.layers.results import OUTLINE_PALETTE
+
+    assert {tuple(c) for c in np.asarray(kw["edge_color"])[:, :3]} <= {tuple(c) for c in OUTLINE_PALETTE}
+    kw = L.cells_to_layer(bd, max_shapes=100, colors="hash")[1]
     np.testing.assert_array_equal(kw["edge_color"][0], L.hash_colors(["c0"])[0])
 
 

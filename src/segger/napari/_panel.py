@@ -15,7 +15,7 @@ from typing import Any
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QTabWidget, QVBoxLayout, QWidget
 
-from segger.napari._state import get_state
+from segger.napari._state import bundled_available, get_state
 
 from segger.napari._datasets import DATA_KINDS, watch_datasets  # noqa: F401 - re-exported
 
@@ -118,7 +118,8 @@ class SeggerPanel(QWidget):
         st = self.state
         has_result = st.result is not None
         return {"Data": True, "Train": st.bundle is not None,
-                "Predict": st.bundle is not None and st.model is not None,
+                # the bundled pretrained model predicts without training
+                "Predict": st.bundle is not None and (st.model is not None or bundled_available()),
                 "Review/QC": has_result, "Correct": has_result, "Export": has_result}
 
     def refresh(self, *_: Any) -> None:
@@ -129,7 +130,7 @@ class SeggerPanel(QWidget):
         for i, (name, ok) in enumerate(self.enabled_steps().items()):
             self.tabs.setTabEnabled(i, ok)
             self.tabs.setTabToolTip(i, "" if ok else {
-                "Train": "Build a graph in Data first", "Predict": "Build a graph and train or load a model first",
+                "Train": "Build a graph in Data first", "Predict": "Build a graph in Data first",
             }.get(name, "Run Predict first"))
 
     def step(self, name: str) -> QWidget:

@@ -47,7 +47,8 @@ class SeggerState(QObject):
         #: where the data came from: {"path": folder/table or None, "sample": bundled sample key or None}
         self.data_source: dict = {}
         self.corrections = None  # segger.corrections.CorrectionStore of this data (sidecar-backed)
-        #: every model of this session, oldest first: {"id", "label", "model", "run", "info"}
+        #: every model of this session, oldest first: {"id", "label", "model", "run", "info", "source",
+        #: "epochs", "metrics"} (source: "bundled", "trained", "fine-tuned" or "loaded")
         self.models: list[dict] = []
         self.model_id = 0  # id of ``model`` (0: none)
         self.prediction_model_id = 0  # id of the model that made ``prediction``
@@ -64,17 +65,27 @@ class SeggerState(QObject):
         self.prediction_changed.emit()
         self.result_changed.emit()
 
-    def set_model(self, model, run=None, info: dict | None = None, label: str | None = None) -> None:
-        """Use ``model`` from now on; it joins the session's model history (see :meth:`revert`)."""
+    def set_model(self, model, run=None, info: dict | None = None, label: str | None = None,
+                  source: str | None = None) -> None:
+        """Use ``model`` from now on; it joins the session's model history (see :meth:`revert`)
+        with its source, epochs and last metrics."""
         self.model = model
         self.run = run
         self.model_info = dict(info or {})
         if model is None:
             self.model_id = 0
         else:
-            self.model_id = (self.models[-1]["id"] + 1) if self.models else 1
+            self.model_id = self.next_model_id()
+            hist = self.model_info.get("history") or []
+            metrics = dict(hist[-1]) if hist else dict(self.model_info.get("metrics") or {})
+            src = source or self.model_info.get("source") or (
+                "fine-tuned" if self.model_info.get("finetuned") or self.model_info.get("finetuned_from")
+                else "trained" if run is not None else "loaded")
+            self.model_info["source"] = src
             self.models.append({"id": self.model_id, "label": label or f"model {self.model_id}",
-                                "model": model, "run": run, "info": dict(self.model_info)})
+                                "model": model, "run": run, "info": dict(self.model_info), "source": src,
+                                "epochs": len(hist) if run is not None else int(self.model_info.get("epochs") or 0),
+                                "metrics": metrics})
         self.model_changed.emit()
         self.prediction_changed.emit()  # the layers may now be stale
 
@@ -87,6 +98,18 @@ class SeggerState(QObject):
         self.model_id = entry["id"]
         self.model_changed.emit()
         self.prediction_changed.emit()
+
+    def next_model_id(self) -> int:
+        return (self.models[-1]["id"] + 1) if self.models else 1
+
+    def model_entry(self, model_id: int | None = None) -> dict | None:
+        """The history entry of ``model_id`` (default: the current model)."""
+        mid = self.model_id if model_id is None else model_id
+        return next((m for m in self.models if m["id"] == mid), None)
+
+    def bundled_entry(self) -> dict | None:
+        """The bundled pretrained model's history entry, once it was loaded in this session."""
+        return next((m for m in self.models if m.get("source") == "bundled"), None)
 
     def model_vocab(self):
         """The gene vocabulary the current model was trained with (None when unknown)."""
@@ -129,7 +152,8 @@ class SeggerState(QObject):
             return "data", ("Next: open data (File ▸ Open Sample ▸ Segger, or File ▸ Open Folder), "
                             "then press Build graph in Data.")
         if self.model is None:
-            return "train", "Next: train a model (Train), or load a checkpoint."
+            return "train", ("Next: press Predict to segment with the bundled pretrained model, or train a "
+                             "model (Train: fine-tunes the bundled model by default), or load a checkpoint.")
         if self.prediction is None:
             return "predict", "Next: press Predict."
         if self.stale:
@@ -152,6 +176,17 @@ class SeggerState(QObject):
         if source is not None:
             self.data_source = dict(source)
         self.corrections_changed.emit()
+
+
+def bundled_available() -> bool:
+    """True when this installation ships the bundled pretrained model (Predict works untrained)."""
+    try:
+        from segger.models.pretrained import bundled_checkpoint
+
+        bundled_checkpoint()
+    except Exception:  # noqa: BLE001 - a missing file is a one-line CheckpointError
+        return False
+    return True
 
 
 def data_source_of(viewer: Any, layer_name: str | None) -> dict:

@@ -144,6 +144,39 @@ def result_from_points(data: np.ndarray, meta: dict) -> pd.DataFrame:
     return out
 
 
+#: 8 distinguishable outline colours (Okabe–Ito, black swapped for near-white: the canvas is dark)
+OUTLINE_PALETTE = np.array([
+    [0.902, 0.624, 0.000], [0.337, 0.706, 0.914], [0.000, 0.620, 0.451], [0.941, 0.894, 0.259],
+    [0.000, 0.447, 0.698], [0.835, 0.369, 0.000], [0.800, 0.475, 0.655], [0.941, 0.941, 0.941],
+], dtype=np.float32)
+#: face alpha of the optional translucent fill
+FILL_ALPHA = 0.25
+
+
+def outline_colors(geoms: Any, n_colors: int = len(OUTLINE_PALETTE)) -> np.ndarray:
+    """RGBA edge colour per outline from :data:`OUTLINE_PALETTE`, chosen by
+    :func:`segger.export.outlines.neighbour_colors` so that touching outlines never share one."""
+    from segger.export.outlines import neighbour_colors
+
+    geoms = np.asarray(list(geoms), dtype=object)
+    if len(geoms) == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    idx = neighbour_colors(geoms, n_colors=n_colors)
+    out = np.ones((len(geoms), 4), dtype=np.float32)
+    out[:, :3] = OUTLINE_PALETTE[np.asarray(idx) % len(OUTLINE_PALETTE)]
+    return out
+
+
+def outline_face_colors(edge: np.ndarray, fill: bool) -> np.ndarray:
+    """Face colours of outlines: the edge colour at :data:`FILL_ALPHA` when ``fill``, else clear."""
+    edge = np.asarray(edge, dtype=np.float32).reshape(-1, 4)
+    face = edge.copy()
+    face[:, 3] = FILL_ALPHA if fill else 0.0
+    if not fill:
+        face[:, :3] = 0.0
+    return face
+
+
 def cells_to_layer(
     boundaries: pd.DataFrame,
     *,
@@ -151,9 +184,17 @@ def cells_to_layer(
     max_shapes: int = MAX_SHAPES,
     id_column: str = "cell_id",
     metadata: dict | None = None,
+    colors: str = "neighbour",
+    fill: bool = False,
 ) -> tuple:
-    """Cell outlines (``cell_boundaries(result)``) -> Shapes (≤ max_shapes, edge coloured like the
-    cell's transcripts) or a Labels raster beyond that. Extra numeric columns become features."""
+    """Cell outlines (``cell_boundaries(result)``, fragments included) -> Shapes (≤ max_shapes) or a
+    Labels raster beyond that. Extra numeric columns become features.
+
+    ``colors="neighbour"`` (default): edges from an 8-colour palette such that touching cells never
+    share a colour (:func:`outline_colors`); ``"hash"``: the cell's stable hashed colour (as its
+    transcripts). ``fill``: a translucent face in the edge colour."""
+    if colors not in ("neighbour", "hash"):
+        raise SeggerInputError(f"outline colours {colors!r}: choose 'neighbour' or 'hash'")
     if S.GEOMETRY not in boundaries.columns:
         raise SeggerInputError("cell boundaries have no 'geometry' column")
     if id_column not in boundaries.columns:
@@ -169,7 +210,7 @@ def cells_to_layer(
         c for c in boundaries.columns
         if c not in (S.GEOMETRY, id_column) and pd.api.types.is_numeric_dtype(boundaries[c])
     ]
-    meta = {METADATA_KEY: {"kind": "cells", "n_cells": int(len(boundaries))}}
+    meta = {METADATA_KEY: {"kind": "cells", "n_cells": int(len(boundaries)), "colors": colors}}
     if metadata:
         meta[METADATA_KEY].update(metadata)
     geoms = boundaries[S.GEOMETRY].to_numpy()
@@ -189,11 +230,12 @@ def cells_to_layer(
     feats = pd.DataFrame({"cell_id": ids[keep]})
     for c in extra:
         feats[c] = boundaries[c].to_numpy()[keep]
+    edge = outline_colors(geoms[keep]) if colors == "neighbour" else hash_colors(ids[keep])
     kwargs = dict(
         name=name,
         shape_type="polygon",
-        edge_color=hash_colors(ids[keep]),
-        face_color=np.zeros((len(polys), 4), dtype=np.float32),
+        edge_color=edge,
+        face_color=outline_face_colors(edge, fill),
         edge_width=0.5,
         features=feats,
         units=UNITS,
