@@ -6,7 +6,7 @@
   fixed batch with fixed weights gives the same loss;
 * a validation tile cut to the receptive field of its labels (``hops``) gives the logits, loss and
   AUROC of the whole tile (within 1e-6);
-* ``deterministic=True`` still repeats bit for bit; the default is the multi-threaded fast mode.
+* ``deterministic=True`` (one intra-op thread) still repeats bit for bit.
 """
 
 from __future__ import annotations
@@ -159,8 +159,7 @@ def test_receptive_field_of_one_hop_keeps_exactly_the_in_neighbours():
     assert d["tx"].num_nodes == 5 and d[TX_TX].edge_index.shape[1] == 4  # the input is untouched
 
 
-def test_deterministic_mode_is_opt_in_and_repeats(synthetic_graph, tiny_train_config):
-    assert TrainConfig().deterministic is False
+def test_deterministic_mode_repeats_bit_for_bit(synthetic_graph, tiny_train_config):
     prev = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

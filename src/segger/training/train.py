@@ -91,9 +91,7 @@ class TrainConfig:
     precision: str | None = param(None, "Lightning precision, e.g. 32, bf16-mixed (unset: 32 on CPU, bf16-mixed on "
                                         "CUDA)")
     seed: int = param(0, "random seed", low=0, high=2**32 - 1)
-    deterministic: bool = param(False, "on CPU: one intra-op thread, so runs repeat bit for bit (off: all the "
-                                       "threads torch has, usually the physical cores; ~1.5-2x faster on 2 cores)",
-                                shared=True)
+    deterministic: bool = param(True, "on CPU: one intra-op thread, so runs repeat bit for bit", shared=True)
 
     def validate(self) -> "TrainConfig":
         check_fields(self, "training setting")
