@@ -47,18 +47,23 @@ class _WheelGuard(QObject):
 _WHEEL_GUARD: _WheelGuard | None = None
 
 
-def guard_wheel(root: QWidget) -> None:
-    """Install the wheel guard on every value control under ``root``."""
+def guard_wheel_on(w: QWidget) -> None:
+    """Install the wheel guard on one value control (spin box, combo, slider); others are left alone."""
     global _WHEEL_GUARD
     if _WHEEL_GUARD is None:
         _WHEEL_GUARD = _WheelGuard()
+    if isinstance(w, (QAbstractSpinBox, QComboBox, QAbstractSlider)) and not isinstance(w, QScrollBar):
+        if w.property("segger_wheel_guard"):
+            return
+        w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        w.installEventFilter(_WHEEL_GUARD)
+        w.setProperty("segger_wheel_guard", True)
+
+
+def guard_wheel(root: QWidget) -> None:
+    """Install the wheel guard on every value control under ``root``."""
     for w in root.findChildren(QWidget):
-        if isinstance(w, (QAbstractSpinBox, QComboBox, QAbstractSlider)) and not isinstance(w, QScrollBar):
-            if w.property("segger_wheel_guard"):
-                continue
-            w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-            w.installEventFilter(_WHEEL_GUARD)
-            w.setProperty("segger_wheel_guard", True)
+        guard_wheel_on(w)
         if isinstance(w, QComboBox):
             # a long layer name must not widen the dock: the combo elides instead
             w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

@@ -8,7 +8,8 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 
 from segger.errors import SeggerInputError
-from segger.napari._common import SeggerWidget, add_row, dspin, layer_kind, spin
+from segger.napari._common import SeggerWidget, add_row, layer_kind
+from segger.napari._forms import param_form
 from segger.napari.layers import (
     LAYER_TX_EDGES,
     METADATA_KEY,
@@ -19,6 +20,10 @@ from segger.napari.layers import (
 from segger.progress import Progress
 
 DERIVED = "(derived from nuclear transcripts)"
+#: the GraphParams fields of the "Graph parameters" form (their tooltips: the fields' help)
+GRAPH_FIELDS = ("k_tx", "dist_tx", "k_bd", "dist_bd", "use_z")
+GRAPH_LABELS = {"k_tx": "k tx–tx", "dist_tx": "max tx–tx distance", "k_bd": "k candidate nuclei",
+                "dist_bd": "max tx–nucleus distance", "use_z": "3-D neighbours (use z)"}
 #: above this many transcripts, Build graph first warns and offers to crop to the current view
 LARGE_LAYER_POINTS = 2_000_000
 
@@ -30,11 +35,6 @@ TIPS = {
         "its scale = µm per pixel and translate are honoured), or approximated from the vendor's "
         "nuclear transcripts (convex hull per vendor cell; an approximation)."
     ),
-    "k_tx": "Neighbours per transcript in the transcript–transcript graph (k of the kNN).",
-    "dist_tx": "Longest transcript–transcript edge (µm): farther neighbours are not linked.",
-    "k_bd": "Candidate nuclei per transcript: the cells a transcript may be assigned to.",
-    "dist_bd": "Farthest nucleus centroid (µm) a transcript may be assigned to.",
-    "use_z": "Find transcript neighbours in 3-D (x, y, z) instead of 2-D.",
     "edges": f"After building, draw the transcript–transcript edges as a Vectors layer ('{LAYER_TX_EDGES}').",
     "crop": (
         "Build the graph only for the transcripts the canvas shows now (zoom / pan first), and the "
@@ -77,7 +77,6 @@ class DataGraphWidget(SeggerWidget):
         super().__init__(napari_viewer, parent)
         from segger.data import GraphParams
 
-        d = GraphParams()
         form = self.group("Input")
         self.points_combo = self.layer_combo(
             ["Points"],
@@ -97,16 +96,11 @@ class DataGraphWidget(SeggerWidget):
         self._large_confirmed: tuple | None = None
 
         form = self.group("Graph parameters")
-        self.k_tx = add_row(form, "k tx–tx", spin(1, 100, d.k_tx, TIPS["k_tx"]))
-        self.dist_tx = add_row(form, "max tx–tx distance",
-                               dspin(0.1, 1000, d.dist_tx, TIPS["dist_tx"], suffix=" µm"))
-        self.k_bd = add_row(form, "k candidate nuclei", spin(1, 100, d.k_bd, TIPS["k_bd"]))
-        self.dist_bd = add_row(form, "max tx–nucleus distance",
-                               dspin(0.1, 1000, d.dist_bd, TIPS["dist_bd"], suffix=" µm"))
-        self.use_z = QCheckBox("3-D neighbours (use z)")
-        self.use_z.setChecked(d.use_z)
-        self.use_z.setToolTip(TIPS["use_z"])
-        form.addRow(self.use_z)
+        # generated from GraphParams' declarations (help, unit, range, default: segger.params)
+        self.graph_form = param_form(GraphParams, GRAPH_FIELDS, labels=GRAPH_LABELS)
+        self.graph_form.add_rows(form)
+        self.k_tx, self.dist_tx, self.k_bd, self.dist_bd, self.use_z = (
+            self.graph_form.native(n) for n in GRAPH_FIELDS)
         self.show_edges = QCheckBox("Show tx–tx edges layer")
         self.show_edges.setToolTip(TIPS["edges"])
         form.addRow(self.show_edges)
@@ -143,13 +137,8 @@ class DataGraphWidget(SeggerWidget):
         self.gene_combo.blockSignals(False)
 
     def params(self):
-        from segger.data import GraphParams
-
-        return GraphParams(
-            k_tx=int(self.k_tx.value()), dist_tx=float(self.dist_tx.value()),
-            k_bd=int(self.k_bd.value()), dist_bd=float(self.dist_bd.value()),
-            use_z=bool(self.use_z.isChecked()),
-        )
+        """The GraphParams of the form (the fields it does not show: their defaults)."""
+        return self.graph_form.value()
 
     def _collect_inputs(self):
         """Turn the chosen layers into workflow inputs on the main thread (:mod:`._inputs`): the
