@@ -58,6 +58,42 @@ EDGE_TYPES = {
 }
 
 
+#: the model combo's entry for the bundled pretrained model (before it is loaded)
+BUNDLED = "bundled"
+
+
+def bundled_note() -> str:
+    """One honest line about the bundled model (from its card), with a link to the card."""
+    from segger.models.pretrained import CARD_MD, HERE, model_card
+
+    try:
+        lung = model_card()["benchmark"]["datasets"]["lung"]["verdict"]["pretrained"]["vs_nearest_nucleus"]
+        diff = f" ({100 * lung['mutual_agreement_difference']:+.1f} points of agreement on its own lung crop)"
+    except (KeyError, TypeError):
+        diff = ""
+    url = (HERE / CARD_MD).as_uri()
+    return ("Bundled model: trained on the small lung crop only. Out of the box it does not beat "
+            f"assigning each transcript to its nearest nucleus{diff}; fine-tuned on your data (Train) it "
+            f"does on the breast crop. <a href='{url}'>Model card</a>")
+
+
+def _load_bundled():
+    """``(model, vocab, info)`` of the bundled pretrained model (worker thread)."""
+    from segger.models.pretrained import bundled_checkpoint, load_pretrained
+    from segger.workflows import vocab_rule
+
+    model, _, vocab, _, payload = load_pretrained()
+    model.eval()
+    metrics = payload.get("metrics", {}) or {}
+    return model, vocab, {"checkpoint": str(bundled_checkpoint()), "min_coverage": vocab_rule(payload),
+                          "vocab": vocab, "metrics": metrics, "history": [], "source": "bundled",
+                          "epochs": int(metrics.get("epoch") or 0)}
+
+
+def _kind_name(layer: Any) -> str:
+    return type(getattr(layer, "__wrapped__", layer)).__name__.lower()
+
+
 def recolor_points(layer: Any, result) -> None:
     """Update a result Points layer for a new assignment: 3 features + the RGBA array only
     (positions, genes and the other features are left as they are)."""
@@ -75,6 +111,7 @@ class PredictWidget(SeggerWidget):
 
     def __init__(self, napari_viewer: Any, parent=None) -> None:
         super().__init__(napari_viewer, parent)
+        self._build_model_source()
         form = self.group("Assignment")
         srow = QWidget()
         hl = QHBoxLayout(srow)
@@ -115,6 +152,9 @@ class PredictWidget(SeggerWidget):
         self.outlines = QCheckBox(f"Draw cell outlines ('{LAYER_CELLS}')")
         self.outlines.setChecked(True)
         form.addRow(self.outlines)
+        self.fill = QCheckBox("Translucent fill")
+        self.fill.setToolTip("Fill each outline with its colour at low opacity (touching cells never share a colour)")
+        form.addRow(self.fill)
         from segger.training import available_devices
 
         self.device_combo = QComboBox()
@@ -162,12 +202,13 @@ class PredictWidget(SeggerWidget):
         for w in (self.max_frag_size, self.max_frag_extent, self.reach):
             w.valueChanged.connect(lambda *_: self._assign_timer.start())
         self.outlines.toggled.connect(lambda *_: self._timer.start())
+        self.fill.toggled.connect(self._apply_fill)
         self.predict_button.clicked.connect(self.predict)
         self.attention_button.clicked.connect(self.show_attention)
         self.state.bundle_changed.connect(self.refresh_enabled)
         self.state.model_changed.connect(self._on_model)
         self.state.prediction_changed.connect(self.refresh_enabled)
-        self.set_controls(self.predict_button, self.attention_button, self.edge_type, self.att_layer,
+        self.set_controls(self.predict_button, self.model_combo, self.attention_button, self.edge_type, self.att_layer,
                           self.head, self.top_k, self.min_weight, self.device_combo)
         self._on_model()
 
@@ -199,9 +240,9 @@ class PredictWidget(SeggerWidget):
         if self.busy:
             return
         st = self.state
-        ready = st.bundle is not None and st.model is not None
+        ready = st.bundle is not None and (st.model is not None or self._use_bundled())
         self.predict_button.setEnabled(ready)
-        self.attention_button.setEnabled(ready)
+        self.attention_button.setEnabled(st.bundle is not None and st.model is not None)
         has_pred = st.prediction is not None
         for w in (self.cut_slider, self.cut_box, self.fragments, self.max_frag_size, self.max_frag_extent,
                   self.reach):
@@ -212,7 +253,7 @@ class PredictWidget(SeggerWidget):
             self.counts.setText("")
             self.hist.set_data([], [])
         elif not has_pred:
-            self.summary.setText(f"Ready: press Predict to segment with {st.model_label()}.")
+            self.summary.setText(f"Ready: press Predict to segment with {self._chosen_label()}.")
             self.counts.setText("")
             self.hist.set_data([], [])
         elif st.stale:
@@ -229,6 +270,7 @@ class PredictWidget(SeggerWidget):
             heads = getattr(getattr(run, "model_config", None), "heads", None)
         self.head.clear()
         self.head.addItems(["mean", "max"] + [str(i) for i in range(int(heads or 0))])
+        self._fill_model_combo()
         self.refresh_enabled()
 
     def _on_cut(self, value: int) -> None:
@@ -241,27 +283,37 @@ class PredictWidget(SeggerWidget):
     # ---------------------------------------------------------------------------------------
     def predict(self) -> None:
         """Run the GNN over the graph (button); then threshold and draw."""
-        if self.state.bundle is None or self.state.model is None:
+        if self.state.bundle is None or (self.state.model is None and not self._use_bundled()):
             self.guarded(self._raise, SeggerInputError("build a graph and train or load a model first"))
             return
+        load_bundled = self._select_chosen_model()
         model, bundle = self.state.model, self.state.bundle
         cut, frags = self.score_cut, self.fragments.isChecked()
         device = self.device_combo.currentText()
         rule = self.fragment_rule()
         vocab = self.state.model_vocab()
+        vrule = {"checkpoint": self.state.model_info.get("checkpoint"),
+                "min_coverage": self.state.model_info.get("min_coverage")}
         holder: dict = {}
 
         def job():
-            nonlocal bundle
+            nonlocal bundle, model, vocab
             from segger.prediction import PredictConfig, iter_predict
 
+            if load_bundled:
+                yield Progress("predict", 0, None, "loading the bundled pretrained model")
+                model, vocab, info = _load_bundled()
+                holder["bundled"] = (model, info)
+                vrule.update(checkpoint=info["checkpoint"], min_coverage=info["min_coverage"])
             if vocab is not None and list(vocab.genes) != list(bundle.vocab.genes):
-                # another gene panel than the model's: the CLI's one rule (refuse < 50 % coverage;
-                # genes it does not know get its unknown token)
+                # another gene panel than the model's: the CLI's one rule (refuse < 50 % coverage
+                # unless the checkpoint declares its own, as the bundled model does; genes it does
+                # not know get its unknown token)
                 from segger.workflows import bundle_for_vocabulary
 
                 yield Progress("predict", 0, None, "matching the genes to the model's vocabulary")
-                bundle, holder["warnings"] = bundle_for_vocabulary(bundle, vocab)
+                bundle, holder["warnings"] = bundle_for_vocabulary(bundle, vocab, vrule["checkpoint"],
+                                                                   min_coverage=vrule["min_coverage"])
                 holder["bundle"] = bundle
             config = PredictConfig(score_cut=cut, fragments=frags, device=device, **rule)
             prediction = yield from iter_predict(model, bundle, config)
@@ -271,6 +323,11 @@ class PredictWidget(SeggerWidget):
             return prediction, result, points
 
         def done(out):
+            if "bundled" in holder:  # the bundled model joins the session's history
+                m, info = holder["bundled"]
+                self.state.set_model(m, None, info, label="bundled pretrained model", source="bundled")
+            self.vocab_note.setText(" ".join(holder.get("warnings") or []))
+            self.vocab_note.setVisible(bool(holder.get("warnings")))
             if holder.get("warnings"):
                 from napari.utils.notifications import show_warning
 
@@ -282,6 +339,63 @@ class PredictWidget(SeggerWidget):
 
         self.job.start(job, desc="Predict", on_done=done)
 
+    # --- which model Predict uses: one of the session's, or the bundled pretrained model ----
+    def _build_model_source(self) -> None:
+        from segger.napari._state import bundled_available
+
+        form = self.group("Model")
+        self.model_combo = QComboBox()
+        add_row(form, "model", self.model_combo,
+                "Which model Predict uses: one of this session's models (an earlier one = revert to it), "
+                "or the bundled pretrained model (no training needed)")
+        self.model_note = QLabel(bundled_note() if bundled_available() else "")
+        self.model_note.setWordWrap(True)
+        self.model_note.setOpenExternalLinks(True)
+        self.model_note.setTextFormat(Qt.TextFormat.RichText)
+        form.addRow(self.model_note)
+        self.vocab_note = QLabel("")
+        self.vocab_note.setWordWrap(True)
+        self.vocab_note.setStyleSheet("QLabel { color: #ff8c3c; }")
+        self.vocab_note.hide()
+        form.addRow(self.vocab_note)
+        self.model_combo.currentIndexChanged.connect(lambda *_: self.refresh_enabled())
+
+    def _fill_model_combo(self) -> None:
+        from segger.napari._state import bundled_available
+
+        st = self.state
+        combo = self.model_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for m in st.models:
+            combo.addItem(m["label"] + (" (current)" if m["id"] == st.model_id else ""), m["id"])
+        if st.bundled_entry() is None and bundled_available():
+            combo.addItem("bundled pretrained model (no training)", BUNDLED)
+        i = combo.findData(st.model_id) if st.model is not None else combo.findData(BUNDLED)
+        combo.setCurrentIndex(max(i, 0))
+        combo.blockSignals(False)
+        self.model_note.setVisible(self._use_bundled() or (st.model_entry() or {}).get("source") == "bundled")
+
+    def _use_bundled(self) -> bool:
+        """The model combo points at the bundled model not yet loaded in this session."""
+        return self.model_combo.currentData() == BUNDLED
+
+    def _chosen_label(self) -> str:
+        data = self.model_combo.currentData()
+        if data == BUNDLED:
+            return "the bundled pretrained model"
+        return self.state.model_label(data if isinstance(data, int) else None)
+
+    def _select_chosen_model(self) -> bool:
+        """Make the combo's model the current one (reverting to an earlier one); True when the
+        bundled model still has to be loaded (in the job)."""
+        data = self.model_combo.currentData()
+        if data == BUNDLED:
+            return True
+        if isinstance(data, int) and data != self.state.model_id:
+            self.state.revert(data)
+        return False
+
     @staticmethod
     def _raise(exc):
         raise exc
@@ -289,7 +403,9 @@ class PredictWidget(SeggerWidget):
     def _apply_prediction(self, out) -> None:
         prediction, result, points = out
         self.state.set_prediction(prediction)
-        points[1].setdefault("metadata", {}).setdefault("segger", {})["model"] = self.state.model_label()
+        meta = points[1].setdefault("metadata", {}).setdefault("segger", {})
+        meta["model"] = self.state.model_label()
+        meta["model_id"] = self.state.model_id
         existing = find_layer(self.viewer, LAYER_TRANSCRIPTS)
         replaced = existing is not None and len(existing.data) != len(points[0])
         layer = upsert_layer(self.viewer, points)
@@ -395,18 +511,21 @@ class PredictWidget(SeggerWidget):
 
         self._outline_version += 1
         version = self._outline_version
+        made_by = {"model": self.state.model_label(self.state.prediction_model_id),
+                   "model_id": self.state.prediction_model_id}
+        fill = self.fill.isChecked()
 
         def work():
             from segger.export.writers import cell_boundaries
 
-            return cells_to_layer(cell_boundaries(result))
+            return cells_to_layer(cell_boundaries(result), metadata=made_by, fill=fill)
 
         def done(layer_data):
             if version != self._outline_version or self.state.result is not result:
                 return  # a newer threshold is on its way
             layer = upsert_layer(self.viewer, layer_data)
             if layer_data[2] == "labels":
-                layer.contour = 1  # outlines only, like the Shapes version
+                layer.contour = 0 if self.fill.isChecked() else 1  # outlines only, like the Shapes version
 
         def failed(exc):
             self.guarded(self._raise, exc)
@@ -417,6 +536,19 @@ class PredictWidget(SeggerWidget):
         worker.finished.connect(lambda: setattr(self, "_outline_worker", None))
         self._outline_worker = worker
         worker.start()
+
+    def _apply_fill(self, *_: Any) -> None:
+        """Translucent fill on/off on the cells layer, in place (no outline recomputation)."""
+        from segger.napari.layers.results import outline_face_colors
+
+        layer = find_layer(self.viewer, LAYER_CELLS)
+        if layer is None:
+            return
+        if _kind_name(layer) == "labels":
+            layer.contour = 0 if self.fill.isChecked() else 1
+            return
+        layer.face_color = outline_face_colors(np.asarray(layer.edge_color), self.fill.isChecked())
+        layer.refresh()
 
     @property
     def outline_busy(self) -> bool:

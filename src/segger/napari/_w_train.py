@@ -48,15 +48,24 @@ class TrainWidget(SeggerWidget):
         from segger.training import TrainConfig, available_devices
 
         form = self.group("Model")
+        from segger.napari._state import bundled_available
+
+        self.bundled_radio = QRadioButton("Fine-tune the bundled model")
+        self.bundled_radio.setToolTip("Start from the bundled pretrained model (trained on the lung crop): "
+                                      "a few epochs on your data are usually enough")
         self.new_radio = QRadioButton("New model")
         self.ckpt_radio = QRadioButton("Fine-tune checkpoint")
-        self.new_radio.setChecked(True)
+        has_bundled = bundled_available()
+        self.bundled_radio.setEnabled(has_bundled)
+        (self.bundled_radio if has_bundled else self.new_radio).setChecked(True)
         grp = QButtonGroup(self)
+        grp.addButton(self.bundled_radio)
         grp.addButton(self.new_radio)
         grp.addButton(self.ckpt_radio)
         row = QWidget()
         hl = QHBoxLayout(row)
         hl.setContentsMargins(0, 0, 0, 0)
+        hl.addWidget(self.bundled_radio)
         hl.addWidget(self.new_radio)
         hl.addWidget(self.ckpt_radio)
         form.addRow(row)
@@ -111,6 +120,7 @@ class TrainWidget(SeggerWidget):
         self.info = QLabel("No model yet.")
         self.info.setWordWrap(True)
         self.body.addWidget(self.info)
+        self._build_history()
         self.body.addStretch(1)
 
         self.browse_button.clicked.connect(self._browse)
@@ -123,7 +133,8 @@ class TrainWidget(SeggerWidget):
         self._note = ""
         self.set_controls(self.train_button, self.load_button, self.save_button, self.epochs, self.lr,
                           self.device_combo, self.size_combo, self.ckpt_path, self.browse_button,
-                          self.new_radio, self.ckpt_radio)
+                          self.new_radio, self.ckpt_radio, self.bundled_radio, self.history_combo,
+                          self.revert_button)
         self.refresh_enabled()
 
     # ---------------------------------------------------------------------------------------
@@ -137,6 +148,7 @@ class TrainWidget(SeggerWidget):
         self.size_combo.setEnabled(self.new_radio.isChecked())
         self.info.setText(self.model_text() + (f" {self._note}" if self._note else ""))
         self.show_history()
+        self._fill_history()
 
     def _on_model(self) -> None:
         self._note = ""
@@ -192,6 +204,10 @@ class TrainWidget(SeggerWidget):
     def _checkpoint(self) -> str | None:
         if self.new_radio.isChecked():
             return None
+        if self.bundled_radio.isChecked():
+            from segger.models.pretrained import bundled_checkpoint
+
+            return str(bundled_checkpoint())
         text = self.ckpt_path.text().strip()
         if not text:
             raise SeggerInputError("no checkpoint chosen; pick a .pt file or choose 'New model'")
@@ -200,13 +216,14 @@ class TrainWidget(SeggerWidget):
         return text
 
     @staticmethod
-    def _bundle_for(bundle, vocab, checkpoint=None):
+    def _bundle_for(bundle, vocab, checkpoint=None, payload=None):
         """``(bundle, rebuilt, warnings)``: the graph with ``vocab``'s gene tokens, by the CLI's one
         rule (:func:`segger.workflows.bundle_for_vocabulary`: a checkpoint knowing < 50 % of the panel's
-        genes is refused with the CLI's message)."""
-        from segger.workflows import bundle_for_vocabulary
+        genes is refused with the CLI's message, unless its payload declares its own minimum, as the
+        bundled model does)."""
+        from segger.workflows import bundle_for_vocabulary, vocab_rule
 
-        b, warnings = bundle_for_vocabulary(bundle, vocab, checkpoint)
+        b, warnings = bundle_for_vocabulary(bundle, vocab, checkpoint, min_coverage=vocab_rule(payload))
         return b, b is not bundle, warnings
 
     # ---------------------------------------------------------------------------------------
@@ -224,7 +241,10 @@ class TrainWidget(SeggerWidget):
             self.guarded(self._reraise, exc)
             return
         bundle = self.state.bundle
-        holder: dict = {"previous": self.state.model}
+        holder: dict = {"previous": self.state.model,
+                        "source": ("fine-tuned" if ckpt is not None else "trained"),
+                        "from": ("the bundled model" if self.bundled_radio.isChecked()
+                                 else Path(ckpt).name if ckpt else None)}
 
         def job():
             from segger.training import TrainingRun
@@ -234,10 +254,10 @@ class TrainWidget(SeggerWidget):
                 from segger.training import load_checkpoint
 
                 yield Progress("train", 0, None, "reading the checkpoint")
-                _, _, vocab, _, _ = load_checkpoint(ckpt)
+                _, _, vocab, _, payload = load_checkpoint(ckpt)
                 if list(vocab.genes) != list(bundle.vocab.genes):
                     yield Progress("train", 0, None, "matching the genes to the checkpoint's vocabulary")
-                b, rebuilt, warnings = self._bundle_for(bundle, vocab, ckpt)
+                b, rebuilt, warnings = self._bundle_for(bundle, vocab, ckpt, payload)
                 holder["warnings"] = warnings
             yield Progress("train", 0, None, "building the model")
             run = TrainingRun(b, config, checkpoint=ckpt)
@@ -306,11 +326,13 @@ class TrainWidget(SeggerWidget):
         seconds = float(run.info.get("seconds", 0) or (time.perf_counter() - self._t0))
         info = {"history": list(hist), "cancelled": cancelled, "config": run.config.to_dict(), "seconds": seconds,
                 "vocab": run.bundle.vocab,
-                "finetuned_from": self.ckpt_path.text().strip() if self.ckpt_radio.isChecked() else None}
-        n = (self.state.models[-1]["id"] + 1) if self.state.models else 1
-        kind = "fine-tuned" if self.ckpt_radio.isChecked() else "trained"
+                "finetuned_from": holder.get("from")}
+        n = self.state.next_model_id()
+        kind = holder.get("source", "trained")
+        if holder.get("from") == "the bundled model":
+            kind = "fine-tuned from the bundled model"
         label = f"model {n} ({kind}, {len(hist)} epoch(s){', cancelled' if cancelled else ''})"
-        self.state.set_model(run.model, run, info, label=label)
+        self.state.set_model(run.model, run, info, label=label, source=holder.get("source", "trained"))
         self.refresh_enabled()
         if cancelled:
             msg = f"Training cancelled after {len(hist)} epoch(s): weights kept"
@@ -343,7 +365,7 @@ class TrainWidget(SeggerWidget):
             yield Progress("load", 0, 2, "reading the checkpoint")
             model, mcfg, vocab, _, payload = load_checkpoint(ckpt)
             yield Progress("load", 1, 2, "matching genes")
-            b, rebuilt, warnings = self._bundle_for(bundle, vocab, ckpt)
+            b, rebuilt, warnings = self._bundle_for(bundle, vocab, ckpt, payload)
             model.eval()
             return model, b, rebuilt, payload, warnings
 
@@ -355,11 +377,60 @@ class TrainWidget(SeggerWidget):
             metrics = payload.get("metrics", {}) or {}
             self.state.set_model(model, None, {"checkpoint": ckpt, "metrics": metrics, "vocab": b.vocab,
                                                "history": [metrics] if metrics else []},
-                                 label=f"{Path(ckpt).name}")
+                                 label=f"{Path(ckpt).name}", source="loaded")
             self._note = "Next: Predict."
             self.info.setText(self.model_text() + " " + self._note)
 
         self.job.start(job, desc="Load checkpoint", on_done=done)
+
+    # --- the session's models: which one is current, revert to an earlier one -----------------
+    def _build_history(self) -> None:
+        form = self.group("Model history")
+        self.history_combo = QComboBox()
+        add_row(form, "models", self.history_combo,
+                "Every model of this session (bundled, trained, fine-tuned, loaded) with its epochs and metrics")
+        self.revert_button = QPushButton("Revert to this model")
+        self.revert_button.setToolTip("Use the chosen earlier model again (the layers keep showing the model "
+                                      "that made them until you press Predict)")
+        form.addRow(self.revert_button)
+        self.history_combo.currentIndexChanged.connect(lambda *_: self._refresh_revert())
+        self.revert_button.clicked.connect(self.revert)
+
+    @staticmethod
+    def history_text(entry: dict) -> str:
+        m = entry.get("metrics") or {}
+        parts = [entry["label"], entry.get("source", "")]
+        if entry.get("epochs"):
+            parts.append(f"{entry['epochs']} epoch(s)")
+        dot = m.get("val_auroc_dot")
+        if isinstance(dot, (int, float)) and math.isfinite(dot):
+            parts.append(f"val AUROC (expression) {dot:.3f}")
+        return " · ".join(p for p in parts if p)
+
+    def _fill_history(self) -> None:
+        st = self.state
+        combo = self.history_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for m in st.models:
+            combo.addItem(self.history_text(m) + (" (current)" if m["id"] == st.model_id else ""), m["id"])
+        combo.setCurrentIndex(max(combo.findData(st.model_id), 0))
+        combo.blockSignals(False)
+        self._refresh_revert()
+
+    def _refresh_revert(self) -> None:
+        data = self.history_combo.currentData()
+        self.revert_button.setEnabled(not self.busy and isinstance(data, int) and data != self.state.model_id)
+
+    def revert(self) -> None:
+        """Use the model chosen in the history again (button)."""
+        data = self.history_combo.currentData()
+        if not isinstance(data, int) or data == self.state.model_id:
+            return
+        self.state.revert(data)
+        self._note = "Reverted: press Predict to update the layers."
+        self.info.setText(self.model_text() + " " + self._note)
+        self.panel.status.setText(f"Reverted to {self.state.model_label()}")
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", "segger_model.pt", "Checkpoints (*.pt)")
