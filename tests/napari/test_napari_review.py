@@ -131,6 +131,9 @@ def test_cell_table_queue_and_colour_by(make_napari_viewer_proxy, qtbot):
     np.testing.assert_allclose(_center(viewer), [q["y"], q["x"]], atol=1e-3)
     assert review.position.text() == f"2 of {len(queue)}"
     assert str(q["reason"]) in review.reason.text() and str(q["cell_id"]) in review.reason.text()
+    # the picked cell's row is selected in the table
+    sel = table.selectionModel().selectedRows()
+    assert len(sel) == 1 and model.cell_row(sel[0].row())["cell_id"] == str(q["cell_id"])
     # the table shows the queue's reason and MECR pairs for queued cells
     frame = model.frame.set_index("cell_id")
     assert frame.loc[str(q["cell_id"]), "reason"] == q["reason"]
@@ -156,7 +159,11 @@ def test_cell_table_queue_and_colour_by(make_napari_viewer_proxy, qtbot):
     changed = result.copy()
     changed[S.SEGGER_CELL_ID] = changed[S.SEGGER_CELL_ID].astype(object)
     changed.loc[changed[S.SEGGER_CELL_ID].astype(str) == gone, S.SEGGER_CELL_ID] = S.UNASSIGNED
+    _tab(qtbot, panel, "Correct")
     panel.state.set_result(changed)
+    qtbot.wait(50)
+    assert review._built_for is not changed  # waits while another step is shown
+    _tab(qtbot, panel, "Review/QC")
     qtbot.waitUntil(lambda: review._built_for is changed, timeout=60_000)
     assert gone not in set(review.queue["cell_id"].astype(str))
     assert gone not in set(model.frame["cell_id"].astype(str))

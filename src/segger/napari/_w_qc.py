@@ -332,6 +332,7 @@ class QCWidget(SeggerWidget):
                 self.state.cell_selected.emit(cid)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self.review.unbind_keys()
         try:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
         except ValueError:

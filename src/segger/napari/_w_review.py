@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QStackedWidget,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -313,16 +314,50 @@ class ReviewPanel(QWidget):
         self.prev_button.clicked.connect(self.previous)
         self.table.clicked.connect(self._on_row)
         self.color_by.currentTextChanged.connect(lambda _: self.apply_colors())
-        self.state.result_changed.connect(self._rebuild_timer.start)
+        self._dirty = False
+        self._watched: list = []
+        self.state.result_changed.connect(self._on_result)
+        self.state.cell_selected.connect(self._show_row)
         self._bind_keys()
         self._update_position()
         if self.state.result is not None:
-            self._rebuild_timer.start()
+            self._on_result()
 
     # ------------------------------------------------------------------------------ building
+    def _page_hidden(self) -> bool:
+        """True when a tab (stacked page) above this panel shows another page: the rebuild waits
+        until the page is shown (corrections in the Correct step do not pay for it)."""
+        w = self
+        while w is not None:
+            p = w.parentWidget()
+            if isinstance(p, QStackedWidget):
+                if p not in self._watched:
+                    self._watched.append(p)
+                    p.currentChanged.connect(self._maybe_rebuild)
+                if p.currentWidget() is not w:
+                    return True
+            w = p
+        return False
+
+    def _on_result(self) -> None:
+        self._dirty = True
+        self._maybe_rebuild()
+
+    def _maybe_rebuild(self, *_: Any) -> None:
+        try:
+            if self._dirty and not self._page_hidden():
+                self._rebuild_timer.start()
+        except RuntimeError:  # widget already deleted
+            pass
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._maybe_rebuild()
+        super().showEvent(event)
+
     def rebuild(self) -> None:
         """Queue + table of the current result (after Predict or a correction)."""
         result = self.state.result
+        self._dirty = False
         if result is None:
             self.queue, self.cells, self.pos, self._built_for = None, None, -1, None
             self.model.set_frame(self.model.frame.iloc[:0])
@@ -393,9 +428,19 @@ class ReviewPanel(QWidget):
         row = self.model.cell_row(index.row())
         self.select(str(row["cell_id"]), float(row["y"]), float(row["x"]))
 
+    def _show_row(self, cell_id: str) -> None:
+        """A cell picked elsewhere (canvas click, MECR list, queue): select its table row."""
+        try:
+            hit = np.flatnonzero(self.model.frame["cell_id"].astype(str).to_numpy() == str(cell_id))
+            if hit.size:
+                self.table.selectRow(int(hit[0]))
+                self.table.scrollTo(self.model.index(int(hit[0]), 0))
+        except RuntimeError:  # widget already deleted
+            pass
+
     # ------------------------------------------------------------------------------ queue
     def step(self, delta: int) -> None:
-        if self._rebuild_timer.isActive():
+        if self._rebuild_timer.isActive() or self._dirty:
             self._rebuild_timer.stop()
             self.rebuild()
         if self.queue is None or not len(self.queue):
