@@ -165,12 +165,12 @@ def render(res: dict) -> str:
              f"{res['machine']['cpu_count']} CPU cores shared with other work (load average "
              f"{res['load_before'][0]:.1f} before, {res['load_after'][0]:.1f} after; ratios are side by side in one "
              f"run). {v.get('after', {}).get('n_tx', 0):,} transcripts = copies of the 186 k breast crop.", "",
-             "| variant | threads | tiles (s) | epoch (s) | tiles + epoch (s) | tiles/s | tx/s (epoch) | load |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| variant | threads | tiles (s) | epoch (s) | tiles + epoch (s) | CPU s | tiles/s | tx/s (epoch) | load |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in ("before", "after", "after_threads"):
         r = v.get(name)
         if not r or "epoch_s" not in r:
-            lines.append(f"| {name} | — | — | — | — | — | — | {r.get('error', 'not run') if r else 'not run'} |")
+            lines.append(f"| {name} | — | — | — | — | — | — | — | {r.get('error', 'not run') if r else 'not run'} |")
             continue
         lines.append(f"| {name} | {r.get('threads')} | {r['tiles_s']:.1f} | {r['epoch_s']:.1f} | {r['fit_s']:.1f} | "
                      f"{r['train_tiles_per_s']:.2f} | {r['tx_per_s_epoch']:,.0f} | "
@@ -180,7 +180,9 @@ def render(res: dict) -> str:
         lines += ["", f"Tiles + epoch, `after` vs `before` (both the default one-thread deterministic mode): "
                       f"{sp.get('after_vs_before', float('nan')):.2f}× faster (tiles "
                       f"{sp.get('tiles_after_vs_before', float('nan')):.2f}×, epoch "
-                      f"{sp.get('epoch_after_vs_before', float('nan')):.2f}×)."
+                      f"{sp.get('epoch_after_vs_before', float('nan')):.2f}×); the load differed between the two, "
+                      f"the CPU seconds ({v['before']['cpu_s']:.0f} vs {v['after']['cpu_s']:.0f}: "
+                      f"{v['before']['cpu_s'] / v['after']['cpu_s']:.2f}×) are the steadier ratio."
                       + (f" All threads (`--no-deterministic`) vs one: {sp['threads_vs_after']:.2f}× on this shared "
                          "machine." if "threads_vs_after" in sp else "")]
     ttq = v.get("ttq", {}).get("ttq")
