@@ -172,7 +172,7 @@ def render(res: dict) -> str:
         if not r or "epoch_s" not in r:
             lines.append(f"| {name} | — | — | — | — | — | — | — | {r.get('error', 'not run') if r else 'not run'} |")
             continue
-        lines.append(f"| {name} | {r.get('threads')} | {r['tiles_s']:.1f} | {r['epoch_s']:.1f} | {r['fit_s']:.1f} | "
+        lines.append(f"| {name} | {r.get('threads')} | {r['tiles_s']:.1f} | {r['epoch_s']:.1f} | {r['fit_s']:.1f} | {r['cpu_s']:.0f} | "
                      f"{r['train_tiles_per_s']:.2f} | {r['tx_per_s_epoch']:,.0f} | "
                      f"{r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} |")
     sp = res.get("speedup", {})
