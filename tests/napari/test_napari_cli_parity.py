@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from qtpy.QtCore import Qt
 
 from segger import schema as S
 
@@ -93,6 +94,8 @@ def test_gui_and_cli_on_the_lung_crop_build_one_graph_and_write_one_file_set(
 
     t = dock_widget(viewer, "Train / fine-tune")
     t.epochs.setValue(1)
+    # a new model of this size (the default start is fine-tuning the bundled model)
+    qtbot.mouseClick(t.new_radio, Qt.MouseButton.LeftButton, pos=t.new_radio.rect().center())
     t.size_combo.setCurrentText("tiny")
     t.device_combo.setCurrentText("cpu")
     _click(qtbot, t.train_button)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from qtpy.QtCore import Qt
 
 from segger import schema as S
 from segger.napari.layers import (
@@ -325,6 +326,8 @@ def _pipeline(viewer, qtbot, sample="xenium_lung", epochs=1):
     assert d.state.bundle is not None, d.panel.status.text()
     t = dock_widget(viewer, "Train / fine-tune")
     t.epochs.setValue(epochs)
+    # a new model of this size (the default start is fine-tuning the bundled model)
+    qtbot.mouseClick(t.new_radio, Qt.MouseButton.LeftButton, pos=t.new_radio.rect().center())
     t.size_combo.setCurrentText("tiny")
     t.device_combo.setCurrentText("cpu")
     return d, t

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from qtpy.QtCore import Qt
 
 from segger import schema as S
 from segger.errors import SeggerInputError
@@ -187,6 +188,8 @@ def test_train_worker_error(make_napari_viewer_proxy, qtbot, notes, monkeypatch)
 
     monkeypatch.setattr(segger.training, "TrainingRun", FailingRun)
     t.epochs.setValue(2)
+    # a new model of this size (the default start is fine-tuning the bundled model)
+    qtbot.mouseClick(t.new_radio, Qt.MouseButton.LeftButton, pos=t.new_radio.rect().center())
     t.size_combo.setCurrentText("tiny")
     before, bars = layers_snapshot(viewer), open_bars()
     t.train_button.click()

@@ -69,6 +69,8 @@ def _build(qtbot, panel):
 def _train(qtbot, panel, epochs=2):
     t = _tab(qtbot, panel, "Train")
     t.epochs.setValue(epochs)
+    # a new model of this size (the default start is fine-tuning the bundled model)
+    qtbot.mouseClick(t.new_radio, Qt.MouseButton.LeftButton, pos=t.new_radio.rect().center())
     t.size_combo.setCurrentText("tiny")
     t.device_combo.setCurrentText("cpu")
     _click(qtbot, t.train_button)

@@ -48,6 +48,8 @@ def _session(viewer, qtbot):
     wait_job(qtbot, d, 60_000)
     t = _tab(qtbot, panel, "Train")
     t.epochs.setValue(1)
+    # a new model of this size (the default start is fine-tuning the bundled model)
+    qtbot.mouseClick(t.new_radio, Qt.MouseButton.LeftButton, pos=t.new_radio.rect().center())
     t.size_combo.setCurrentText("tiny")
     t.device_combo.setCurrentText("cpu")
     _click(qtbot, t.train_button)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from _napari_helpers import IMAGES, wait_job
 
@@ -101,6 +102,8 @@ def _run_screenshots(make_napari_viewer, qtbot, tmp_path):
 
     train = widgets["train"]
     train.epochs.setValue(4)
+    # a new model of this size (the default start is fine-tuning the bundled model)
+    qtbot.mouseClick(train.new_radio, Qt.MouseButton.LeftButton, pos=train.new_radio.rect().center())
     train.size_combo.setCurrentText("small")
     train.device_combo.setCurrentText("cpu")
     train.train_button.click()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from segger import schema as S
 from segger.napari.layers import (
@@ -163,6 +164,10 @@ def _build(viewer, qtbot, sample="xenium_lung", edges=False):
 
 def _tiny(train, epochs=1):
     train.epochs.setValue(epochs)
+    # a new model of this size (the default start is fine-tuning the bundled model)
+    from qtpy.QtTest import QTest
+
+    QTest.mouseClick(train.new_radio, Qt.MouseButton.LeftButton, pos=train.new_radio.rect().center())
     train.size_combo.setCurrentText("tiny")
     train.device_combo.setCurrentText("cpu")
 

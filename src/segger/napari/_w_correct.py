@@ -744,7 +744,7 @@ class CorrectWidget(SeggerWidget):
 
         def finished():
             self._outline_worker = None
-            if self.state.result is not result and self.state.result is self._published:
+            if self.state.result is not result and self.state.result is self.session.published:
                 self._outline_timer.start()  # edits arrived meanwhile
 
         worker = create_worker(work, _ignore_errors=True, _start_thread=False)
