@@ -102,7 +102,7 @@ def test_bad_input_one_line_no_side_effects(name, inputs, capsys, tmp_path, tree
 
 
 def test_unknown_platform_exit_code(inputs, capsys, tmp_path):
-    """Exit code 2 and no traceback (the line count is checked by the xfail test below)."""
+    """Exit code 2 and no traceback (the one-line form is checked by test_usage_errors_are_one_line)."""
     rc, stdout, stderr = _run_bad(["segment", inputs / "xenium_lung", "-o", tmp_path / "o", "--platform", "visium",
                                    "--quiet"], capsys)
     assert rc == 2 and "Traceback" not in stderr
