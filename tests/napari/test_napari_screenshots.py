@@ -1,4 +1,4 @@
-"""Screenshots of each dock widget with real results → docs/images/ (used by the README).
+"""Screenshots of every step of the Segger panel with real results → docs/images/ (used by the README).
 
 Needs a real display with OpenGL: Qt's offscreen platform cannot render the canvas, and an
 unshown viewer screenshots all black. When this pytest process runs offscreen (the default, see
@@ -80,71 +80,90 @@ def test_widget_screenshots(request, tmp_path):
 
 
 def _run_screenshots(make_napari_viewer, qtbot, tmp_path):
+    """Every step of the one Segger panel on the bundled lung crop, driven by real clicks:
+    Data → Predict with the bundled model (no training) → Train (fine-tune the bundled model) →
+    Predict → attention → Review/QC (cell table, review queue) → Correct → Export."""
+    LEFT = Qt.MouseButton.LeftButton
     IMAGES.mkdir(parents=True, exist_ok=True)
     viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1500, 950)
+    viewer.window.resize(1600, 1000)
     viewer.open_sample("napari-segger", "xenium_lung")
-    names = {"data": "Data & graph", "train": "Train / fine-tune", "predict": "Predict",
-             "qc": "QC", "export": "Export"}
-    docks, widgets = {}, {}
-    for key, title in names.items():
-        dock, widget = viewer.window.add_plugin_dock_widget("napari-segger", title)
-        docks[key], widgets[key] = dock, widget
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-segger", "Segger")
+    qtbot.waitUntil(lambda: panel.ready, timeout=120_000)
+    docks = {"panel": dock}
 
-    data = widgets["data"]
-    data.show_edges.setChecked(True)
-    data.build_button.click()
+    def tab(name):
+        bar = panel.tabs.tabBar()
+        i = panel.STEPS.index(name)
+        qtbot.mouseClick(bar, LEFT, pos=bar.tabRect(i).center())
+        assert panel.tabs.currentIndex() == i, name
+        step = panel.step(name)
+        qtbot.wait(50)
+        # in a real window the step fits the dock: no sideways scrolling, no cut labels (defect 6)
+        assert not step.scroll.horizontalScrollBar().isVisible(), (name, dock.width())
+        return step
+
+    def click(button):
+        assert button.isEnabled(), button.text()
+        qtbot.mouseClick(button, LEFT)
+
+    written = []
+    data = tab("Data")
+    click(data.build_button)
     wait_job(qtbot, data, 120_000)
-    assert data.state.bundle is not None
+    assert panel.state.bundle is not None
     viewer.reset_view()
-    written = [_shoot(viewer, qtbot, docks, "data_graph", "data", widgets["data"])]
-    viewer.layers["segger tx-tx edges"].visible = False
+    written.append(_shoot(viewer, qtbot, docks, "panel_data", "panel"))
 
-    train = widgets["train"]
-    train.epochs.setValue(4)
-    # a new model of this size (the default start is fine-tuning the bundled model)
-    qtbot.mouseClick(train.new_radio, Qt.MouseButton.LeftButton, pos=train.new_radio.rect().center())
-    train.size_combo.setCurrentText("small")
-    train.device_combo.setCurrentText("cpu")
-    train.train_button.click()
-    wait_job(qtbot, train, 600_000)
-    assert train.state.model is not None
-    written.append(_shoot(viewer, qtbot, docks, "train", "train", widgets["train"]))
-
-    pred = widgets["predict"]
-    pred.predict_button.click()
+    pred = tab("Predict")  # the bundled pretrained model: cells without training
+    click(pred.predict_button)
     wait_job(qtbot, pred, 300_000)
     qtbot.waitUntil(lambda: not pred.outline_busy, timeout=120_000)
-    viewer.layers["lung nuclei"].visible = False
-    written.append(_shoot(viewer, qtbot, docks, "predict", "predict", widgets["predict"]))
-
-    pred.edge_type.setCurrentText("transcript → nucleus")
-    pred.attention_button.click()
-    wait_job(qtbot, pred, 300_000)
-    # zoom onto the middle of the crop so edges are visible
+    for name in ("lung nuclei",):
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
     layer = viewer.layers["segger transcripts"]
     cy, cx = np.median(np.asarray(layer.data), axis=0)
     cam = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
     cam.center = (cy, cx)
-    cam.zoom = cam.zoom * 3
-    written.append(_shoot(viewer, qtbot, docks, "attention", "predict"))
-    viewer.reset_view()
+    cam.zoom = cam.zoom * 2.5  # close enough to see the outlines
+    written.append(_shoot(viewer, qtbot, docks, "panel_predict_bundled", "panel"))
 
-    qc = widgets["qc"]
-    qc.qc_button.click()
+    train = tab("Train")  # the default start: fine-tune the bundled model
+    train.epochs.setValue(3)
+    train.device_combo.setCurrentText("cpu")
+    click(train.train_button)
+    wait_job(qtbot, train, 600_000)
+    assert panel.state.model is not None
+    written.append(_shoot(viewer, qtbot, docks, "panel_train", "panel"))
+
+    pred = tab("Predict")
+    click(pred.predict_button)
+    wait_job(qtbot, pred, 300_000)
+    qtbot.waitUntil(lambda: not pred.outline_busy, timeout=120_000)
+    written.append(_shoot(viewer, qtbot, docks, "panel_predict", "panel"))
+    pred.edge_type.setCurrentText("transcript → nucleus")
+    click(pred.attention_button)
+    wait_job(qtbot, pred, 300_000)
+    cam.zoom = cam.zoom * 1.5
+    written.append(_shoot(viewer, qtbot, docks, "panel_attention", "panel"))
+
+    qc = tab("Review/QC")
+    click(qc.qc_button)
     wait_job(qtbot, qc, 300_000)
-    if qc.report and qc.report.get("mecr_flagged_cells"):
-        qc.select_cell(qc.report["mecr_flagged_cells"][0])
-    else:
-        ids = layer.features["segger_cell_id"].astype(str)
-        qc.select_cell(ids[ids != "UNASSIGNED"].iloc[0])
-    written.append(_shoot(viewer, qtbot, docks, "qc", "qc", widgets["qc"]))
+    qtbot.waitUntil(lambda: qc.review.next_button.isEnabled(), timeout=60_000)
+    click(qc.review.next_button)  # the first cell of the review queue
+    qc.scroll.ensureWidgetVisible(qc.review.table)  # show the queue and the cell table
+    qtbot.wait(300)
+    written.append(_shoot(viewer, qtbot, docks, "panel_review", "panel"))
 
-    export = widgets["export"]
+    tab("Correct")
+    written.append(_shoot(viewer, qtbot, docks, "panel_correct", "panel"))
+
+    export = tab("Export")
     export.export(tmp_path / "export")
     wait_job(qtbot, export, 300_000)
-    written.append(_shoot(viewer, qtbot, docks, "export", "export", widgets["export"]))
-
-    written += [IMAGES / f"widget_{key}.png" for key in widgets]
+    viewer.reset_view()
+    written.append(_shoot(viewer, qtbot, docks, "panel_export", "panel"))
     for p in written:
         assert p.is_file() and p.stat().st_size > 5_000, p

@@ -106,8 +106,25 @@ class SeggerPanel(QWidget):
         self.loading.hide()
         self.busy_bar.hide()
         self.tabs.show()
+        self.fit_width()
         self.ready = True
         self.refresh()
+
+    def fit_width(self) -> int:
+        """The dock never opens narrower than its widest step needs (no horizontal scrolling, no cut
+        labels): the panel's minimum width = the widest step's minimum + the scroll bar and frames."""
+        need = 0
+        for w in self.steps.values():
+            scroll = getattr(w, "scroll", None)
+            inner = getattr(w, "inner", None)
+            if scroll is None or inner is None:
+                continue
+            extra = scroll.verticalScrollBar().sizeHint().width() + 2 * scroll.frameWidth()
+            need = max(need, inner.minimumSizeHint().width() + extra)
+        margins = self.layout().contentsMargins()
+        need += margins.left() + margins.right() + 24  # the tab widget's frame and page margins
+        self.setMinimumWidth(need)
+        return need
 
     def reset_choices(self, *_: Any) -> None:
         """napari calls this when layers change: pass it on to the steps."""

@@ -63,6 +63,10 @@ def upsert_layer(viewer: Any, layer_data: tuple, lock: bool = True):
     """
     data, kwargs, kind = layer_data
     kwargs = dict(kwargs)
+    if "units" not in kwargs:  # every segger layer is in µm: napari warns about layers of mixed units
+        from segger.napari.layers import UNITS
+
+        kwargs["units"] = UNITS
     name = kwargs["name"]
     existing = find_layer(viewer, name)
     # a Points layer of another length (a new dataset) is replaced, never resized in place: a

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QRadioButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -63,8 +64,9 @@ class TrainWidget(SeggerWidget):
         grp.addButton(self.new_radio)
         grp.addButton(self.ckpt_radio)
         row = QWidget()
-        hl = QHBoxLayout(row)
+        hl = QVBoxLayout(row)  # one per line: side by side they made the dock 500 px wide
         hl.setContentsMargins(0, 0, 0, 0)
+        hl.setSpacing(2)
         hl.addWidget(self.bundled_radio)
         hl.addWidget(self.new_radio)
         hl.addWidget(self.ckpt_radio)
