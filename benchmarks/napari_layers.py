@@ -143,11 +143,14 @@ def tile(bundle, pred, att, n_target: int):
     keep_b = bt < n_target
     data = HeteroData()
     data["tx"].num_nodes = n_target
+    data["tx"].pos = torch.from_numpy(np.stack([t[S.X].to_numpy(np.float32), t[S.Y].to_numpy(np.float32),
+                                                np.zeros(len(t), np.float32)], axis=1))  # fragment extents
     data["bd"].num_nodes = len(nb)
     data[TX_BD].edge_index = torch.from_numpy(np.stack([bt[keep_b], bb[keep_b]]))
     big = GraphBundle(data, t, nb, bundle.vocab, bundle.params, info={"tiled": k})
+    tile = (lambda a: None if a is None else np.tile(a, k)[keep])  # the rule's per-candidate arrays
     tiled_pred = Prediction(big, ct[keep], cb[keep], cs[keep], ns[keep_n], nd[keep_n], nsim[keep_n],
-                            config=pred.config)
+                            config=pred.config, cand_d_abs=tile(pred.cand_d_abs), cand_choice=tile(pred.cand_choice))
     asrc, adst = tiled_pairs(att["src"].to_numpy(np.int64), att["dst"].to_numpy(np.int64), n_tx, n_tx)
     aw = np.tile(att["weight"].to_numpy(np.float32), k)
     ka = (asrc < n_target) & (adst < n_target)
