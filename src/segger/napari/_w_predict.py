@@ -40,6 +40,8 @@ from segger.napari.layers import (
 )
 from segger.progress import Progress
 
+#: the Vectors layer of "Explain a picked transcript"
+LAYER_EXPLAIN = "segger explain"
 #: slider resolution (the box next to it takes any value)
 CUT_STEPS = 1000
 #: warn when more than this share of the transcripts would become fragments
@@ -183,6 +185,7 @@ class PredictWidget(SeggerWidget):
         self.attention_button = QPushButton("Show attention")
         self.attention_button.setToolTip(f"Draw attention weights as a Vectors layer ('{LAYER_ATTENTION}')")
         self.body.addWidget(self.attention_button)
+        self._build_explain()
         self.body.addStretch(1)
 
         self._timer = QTimer(self)
@@ -205,6 +208,7 @@ class PredictWidget(SeggerWidget):
         self.fill.toggled.connect(self._apply_fill)
         self.predict_button.clicked.connect(self.predict)
         self.attention_button.clicked.connect(self.show_attention)
+        self.explain_button.toggled.connect(self._on_explain_mode)
         self.state.bundle_changed.connect(self.refresh_enabled)
         self.state.model_changed.connect(self._on_model)
         self.state.prediction_changed.connect(self.refresh_enabled)
@@ -592,3 +596,94 @@ class PredictWidget(SeggerWidget):
             self.panel.status.setText(f"Attention: {n:,} edges ({'-'.join(params['edge_type'])})")
 
         self.job.start(job, desc="Attention", on_done=done)
+
+    # --------------------------------------------------------------------------------------- explain
+    def _build_explain(self) -> None:
+        """The "Explain a picked transcript" mode: a click on a transcript draws its candidate
+        nuclei (``segger explain``) and states the rule's decision in one line."""
+        from segger.prediction.explain import WEIGHT_NOTE
+
+        self.explain_button = QPushButton("Explain a picked transcript")
+        self.explain_button.setCheckable(True)
+        self.explain_button.setToolTip(f"Then click a transcript: '{LAYER_EXPLAIN}' draws a line to each candidate "
+                                       "nucleus, coloured by its geometry probability, and the line below says why "
+                                       "it went where it went")
+        self.body.addWidget(self.explain_button)
+        self.explain_legend = QLabel("0  geometry probability  1")
+        self.explain_legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.explain_legend.setStyleSheet(
+            "QLabel { color: white; padding: 1px; background: qlineargradient(x1:0, y1:0, x2:1, y2:0, "
+            "stop:0 #0d0887, stop:0.25 #7e03a8, stop:0.5 #cc4778, stop:0.75 #f89540, stop:1 #f0f921); }")
+        self.explain_legend.setToolTip(WEIGHT_NOTE)
+        self.explain_legend.setVisible(False)
+        self.body.addWidget(self.explain_legend)
+        self.explain_label = QLabel("")
+        self.explain_label.setWordWrap(True)
+        self.explain_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.body.addWidget(self.explain_label)
+        self._explain_pick = None
+
+    def _on_explain_mode(self, on: bool) -> None:
+        from segger.napari._correct_interaction import CorrectionInteraction
+        from segger.prediction.explain import WEIGHT_NOTE
+
+        if on and self._explain_pick is None:
+            self._explain_pick = CorrectionInteraction(
+                self.viewer, on_click=self._explain_click, on_key=lambda _a: None,
+                enabled=self.explain_button.isChecked, on_error=lambda exc: self.guarded(self._raise, exc))
+            self._explain_pick.connect()
+        elif not on and self._explain_pick is not None:
+            self._explain_pick.disconnect()
+            self._explain_pick = None
+        self.explain_legend.setVisible(on)
+        self.explain_label.setText(f"Click a transcript. {WEIGHT_NOTE}." if on else "")
+
+    def _explain_click(self, y: float, x: float, **_: Any) -> None:
+        row = self._explain_pick.hit_test(y, x)
+        if row < 0:
+            self.explain_label.setText("No transcript under the click.")
+            return
+        self.explain(row)
+
+    def explain(self, row: int) -> str:
+        """Draw transcript ``row``'s candidate edges as ``segger explain`` and show why it was assigned."""
+        from segger.napari.layers import edges_to_vectors
+        from segger.prediction.explain import WEIGHT_NOTE, explain_transcript
+
+        pred = self.state.prediction
+        if pred is None:
+            raise SeggerInputError("no prediction yet; run Predict first")
+        table, text = explain_transcript(pred, row, score_cut=self.score_cut, fragments=self.fragments.isChecked())
+        tx = pred.bundle.transcripts
+        src = np.array([[float(tx[S.Y].iloc[row]), float(tx[S.X].iloc[row])]])
+        src = np.repeat(src, len(table), axis=0)
+        dst = self._outline_points(pred.bundle.nuclei, table, src)
+        layer_data = edges_to_vectors(src, dst, table["geometry_p"].to_numpy(np.float32), name=LAYER_EXPLAIN,
+                                      edge_width=0.4, features={
+                                          S.BD_ID: table[S.BD_ID].astype(str).to_numpy(),
+                                          "distance_um": table["distance_um"].to_numpy(),
+                                          "expression_logit": table["expression_logit"].to_numpy(),
+                                          "chosen": table["chosen"].to_numpy()},
+                                      metadata={"kind": "explain", "tx_index": int(row), "explanation": text})
+        layer_data[1]["edge_contrast_limits"] = (0.0, 1.0)
+        layer_data[1]["edge_colormap"] = "plasma"
+        upsert_layer(self.viewer, layer_data)
+        self.explain_label.setText(f"Transcript {row}: {text}.\n{WEIGHT_NOTE}.")
+        return text
+
+    @staticmethod
+    def _outline_points(nuclei: pd.DataFrame, table: pd.DataFrame, src: np.ndarray) -> np.ndarray:
+        """(y, x) of each candidate nucleus's outline point nearest the transcript (its centre without a polygon)."""
+        dst = table[[S.Y, S.X]].to_numpy(float)
+        if S.GEOMETRY not in nuclei.columns or not len(table):
+            return dst
+        import shapely
+
+        geoms = nuclei[S.GEOMETRY].to_numpy()[table["bd_index"].to_numpy()]
+        for j, g in enumerate(geoms):
+            if g is None or getattr(g, "is_empty", True):
+                continue
+            line = shapely.shortest_line(shapely.Point(src[j, 1], src[j, 0]), g.boundary)
+            (px, py), (qx, qy) = line.coords
+            dst[j] = (qy, qx)
+        return dst

@@ -38,10 +38,11 @@ def _rule(prediction) -> tuple[float, float, float]:
     return float(reach), float(amb), float(prediction.config.move_margin)
 
 
-def explain_transcript(prediction, tx_index: int, score_cut: float | None = None) -> tuple[pd.DataFrame, str]:
+def explain_transcript(prediction, tx_index: int, score_cut: float | None = None,
+                       fragments: bool | None = None) -> tuple[pd.DataFrame, str]:
     """Candidate table and one-line explanation of transcript ``tx_index`` (a row of the result table).
 
-    ``score_cut`` defaults to the prediction's ``PredictConfig.score_cut``."""
+    ``score_cut`` and ``fragments`` default to the prediction's ``PredictConfig``."""
     p = prediction
     i = int(tx_index)
     if not 0 <= i < p.n_tx:
@@ -67,7 +68,7 @@ def explain_transcript(prediction, tx_index: int, score_cut: float | None = None
         S.X: nuclei[S.X].to_numpy(float)[b] if len(b) else np.zeros(0), S.Y: nuclei[S.Y].to_numpy(float)[b]
         if len(b) else np.zeros(0),
     }, columns=list(EXPLAIN_COLUMNS)).sort_values("distance_um", kind="stable").reset_index(drop=True)
-    code, _ = p.assign_codes(score_cut=cut)
+    code, _ = p.assign_codes(score_cut=cut, fragments=fragments)
     return table, _sentence(p, i, table, code[i], cut, reach, amb, margin, window)
 
 
