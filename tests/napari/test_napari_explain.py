@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
 from qtpy.QtCore import Qt
 from scipy.spatial import cKDTree
 
@@ -82,3 +83,29 @@ def test_click_a_transcript_explains_its_assignment(make_napari_viewer_proxy, qt
     # off again: clicks no longer explain
     qtbot.mouseClick(p.explain_button, LEFT)
     assert not p.explain_button.isChecked() and p._explain_pick is None
+
+
+def test_click_a_nucleus_summarises_its_transcripts(make_napari_viewer_proxy, qtbot, notes, lung_dir):
+    viewer = make_napari_viewer_proxy()
+    panel = _open_and_build(viewer, qtbot, "xenium_lung")
+    p = _predict_bundled(qtbot, panel)
+    qtbot.mouseClick(p.explain_button, LEFT)
+    nuclei = panel.state.bundle.nuclei
+    result = panel.state.result
+    yx_tx = result[[S.Y, S.X]].to_numpy(float)
+    tree = cKDTree(yx_tx)
+    # a nucleus centre with no transcript within 1 µm (the click lands on the nucleus, not a transcript)
+    for _, nuc in nuclei.iterrows():
+        yx = (float(nuc[S.Y]), float(nuc[S.X]))
+        if tree.query(yx)[0] > 1.0 and nuc[S.GEOMETRY].contains(shapely.Point(yx[1], yx[0])):
+            break
+    else:
+        pytest.skip("every nucleus centre has a transcript on it")
+    center_on(viewer, yx, zoom=60.0)
+    qtbot.wait(50)
+    click_canvas(qtbot, viewer, yx)
+    cid = str(nuc[S.BD_ID])
+    qtbot.waitUntil(lambda: p.explain_label.text().startswith(f"{cid}:"), timeout=10_000)
+    n = int((result[S.SEGGER_CELL_ID].astype(str) == cid).sum())
+    assert f"{n} transcripts assigned" in p.explain_label.text() and "contested" in p.explain_label.text()
+    assert not notes["error"], notes["error"]

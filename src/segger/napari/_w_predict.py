@@ -640,10 +640,17 @@ class PredictWidget(SeggerWidget):
 
     def _explain_click(self, y: float, x: float, **_: Any) -> None:
         row = self._explain_pick.hit_test(y, x)
-        if row < 0:
-            self.explain_label.setText("No transcript under the click.")
+        if row >= 0:
+            self.explain(row)
             return
-        self.explain(row)
+        cell = self._explain_pick.nucleus_at(self.state.bundle, y, x) if self.state.prediction is not None else None
+        if cell is None:
+            self.explain_label.setText("No transcript or nucleus under the click.")
+            return
+        from segger.prediction import explain_cell
+
+        _, text = explain_cell(self.state.prediction, cell, score_cut=self.score_cut)
+        self.explain_label.setText(text + ".")
 
     def explain(self, row: int) -> str:
         """Draw transcript ``row``'s candidate edges as ``segger explain`` and show why it was assigned."""
