@@ -114,3 +114,23 @@ def test_fast_forward_cuda_matches_cpu(pkg_lung_graph):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         zb = fastgnn.forward(m, xc, ec)
     assert torch.isfinite(zb["tx"].float()).all()
+
+
+def test_model_infer_is_the_fused_path_with_a_fallback(pkg_lung_graph, one_thread, monkeypatch):
+    """``SeggerLinkModel.infer`` (what predict uses) runs the fused path where it applies and the
+    plain forward where it refuses; both give the model's own forward values."""
+    model = _model(len(pkg_lung_graph.vocab))
+    x, ei = _inputs(pkg_lung_graph)
+    with torch.no_grad():
+        ref = model(x, ei)
+    calls = []
+    real = fastgnn.forward
+    monkeypatch.setattr(fastgnn, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    z = model.infer(x, ei)
+    assert calls, "infer did not take the fused path"
+    for k in ("tx", "bd"):
+        torch.testing.assert_close(z[k], ref[k], rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(fastgnn, "supported", lambda m: False)  # a configuration it refuses
+    z2 = model.infer(x, ei)
+    for k in ("tx", "bd"):
+        torch.testing.assert_close(z2[k], ref[k], rtol=1e-5, atol=1e-6)

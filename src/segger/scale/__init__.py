@@ -7,7 +7,7 @@
 * :func:`segment_out_of_core` (:mod:`segger.scale.segment`): the whole ``segger segment`` out of
   core: train on a seeded sample of tiles streamed from disk (:mod:`segger.training.streamed`),
   predict every tile, write every output of an in-memory run.
-* the inference forward pass used by :func:`segger.prediction.embed` is :mod:`segger.prediction.fastgnn` (``segger.scale.fastgnn`` is an alias).
+* the inference forward pass used by :func:`segger.prediction.embed` is :meth:`segger.models.link.SeggerLinkModel.infer` (:mod:`segger.models.fused`; ``segger.prediction.fastgnn`` and ``segger.scale.fastgnn`` are aliases).
 * :func:`tile_copies` (:mod:`segger.scale.synth`): 1 M / 10 M-transcript inputs made of copies
   of a real crop laid side by side (benchmarks).
 """

@@ -1,9 +1,9 @@
-"""Moved to :mod:`segger.prediction.fastgnn` (the fast inference path belongs to prediction; this
-location made ``prediction`` and ``scale`` import each other). ``segger.scale.fastgnn`` is that
-same module object, so old imports and patches keep working."""
+"""Moved to :mod:`segger.models.fused` (the fused inference path is part of the model; this location
+made ``prediction`` and ``scale`` import each other). ``segger.scale.fastgnn`` is that same module
+object, so old imports and patches keep working."""
 
 import sys
 
-from segger.prediction import fastgnn as _fastgnn
+from segger.models import fused as _fused
 
-sys.modules[__name__] = _fastgnn
+sys.modules[__name__] = _fused
