@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import pandas as pd
 import pytest
 
 import segger
+
+# tests never write into the user's ~/.cache (napari auto-saves checkpoints, corrections of samples)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="segger-test-cache-")
 
 SAMPLE_DATA = Path(segger.__file__).resolve().parent / "sample_data"
 

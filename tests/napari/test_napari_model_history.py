@@ -74,6 +74,15 @@ def test_layers_keep_their_model_until_predict_and_revert_restores_model_1(make_
     _train_new(qtbot, panel)
     model1, label1 = st.model, st.model_label()
     assert label1.startswith("model 1")
+    # auto-saved: the history entry points at a checkpoint in the user cache that loads
+    import os
+    from pathlib import Path
+
+    from segger.training import read_checkpoint
+
+    saved = st.models[-1]["info"].get("checkpoint")
+    assert saved and Path(saved).is_file() and str(Path(saved)).startswith(os.environ["XDG_CACHE_HOME"])
+    assert read_checkpoint(saved)["state_dict"]
     p = _predict(qtbot, panel)
     assert set(_made_by(viewer).values()) == {label1}
     assert f"made by {label1}" in p.summary.text()

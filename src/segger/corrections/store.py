@@ -34,8 +34,9 @@ def sidecar_path(data_path: str | os.PathLike) -> Path:
     if os.access(p.parent, os.W_OK):
         return beside
     digest = hashlib.sha1(str(p).encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "napari-segger" / "corrections"
-    return cache / f"{p.name}-{digest}{SIDECAR_SUFFIX}"
+    from segger.utils.outdir import user_cache_dir
+
+    return user_cache_dir("corrections") / f"{p.name}-{digest}{SIDECAR_SUFFIX}"
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

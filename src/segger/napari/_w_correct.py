@@ -78,8 +78,9 @@ def correction_sidecar(source: dict) -> Path | None:
 
     path, sample = source.get("path"), source.get("sample")
     if sample:
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "napari-segger" / "corrections"
-        return cache / f"sample-{sample}{SIDECAR_SUFFIX}"
+        from segger.utils.outdir import user_cache_dir
+
+        return user_cache_dir("corrections") / f"sample-{sample}{SIDECAR_SUFFIX}"
     if not path:
         return None
     return sidecar_path(path)

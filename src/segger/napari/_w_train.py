@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -243,7 +244,11 @@ class TrainWidget(SeggerWidget):
             self.guarded(self._reraise, exc)
             return
         bundle = self.state.bundle
-        holder: dict = {"previous": self.state.model,
+        from segger.utils.outdir import user_cache_dir
+
+        autosave = user_cache_dir("models", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-"
+                                            f"model{self.state.next_model_id()}")
+        holder: dict = {"previous": self.state.model, "autosave": autosave,
                         "source": ("fine-tuned" if ckpt is not None else "trained"),
                         "from": ("the bundled model" if self.bundled_radio.isChecked()
                                  else Path(ckpt).name if ckpt else None)}
@@ -262,7 +267,9 @@ class TrainWidget(SeggerWidget):
                 b, rebuilt, warnings = self._bundle_for(bundle, vocab, ckpt, payload)
                 holder["warnings"] = warnings
             yield Progress("train", 0, None, "building the model")
-            run = TrainingRun(b, config, checkpoint=ckpt)
+            # auto-save: best/last checkpoints of every run in the user cache, so a crash or a closed
+            # window never loses a trained model (the model history records where)
+            run = TrainingRun(b, config, checkpoint=ckpt, checkpoint_dir=autosave)
             holder.update(run=run, bundle=b, rebuilt=rebuilt)
             yield from run.iter_train()
             return holder
@@ -326,9 +333,12 @@ class TrainWidget(SeggerWidget):
         if holder.get("rebuilt"):
             self.state.set_bundle(holder["bundle"], {**self.state.bundle_source, "vocab": "checkpoint"})
         seconds = float(run.info.get("seconds", 0) or (time.perf_counter() - self._t0))
+        saved = holder.get("autosave")
+        saved = next((str(Path(saved) / f) for f in ("best.pt", "last.pt") if saved and (Path(saved) / f).is_file()),
+                     None)
         info = {"history": list(hist), "cancelled": cancelled, "config": run.config.to_dict(), "seconds": seconds,
                 "vocab": run.bundle.vocab,
-                "finetuned_from": holder.get("from")}
+                "finetuned_from": holder.get("from"), "checkpoint": saved}
         n = self.state.next_model_id()
         kind = holder.get("source", "trained")
         if holder.get("from") == "the bundled model":

@@ -69,6 +69,13 @@ class OutputBusyError(SeggerInputError):
     """Another (live) run holds the output folder's lock."""
 
 
+def user_cache_dir(*parts: str) -> Path:
+    """``$XDG_CACHE_HOME/napari-segger/<parts>`` (``~/.cache`` when unset): where corrections of
+    read-only data and the napari session's auto-saved checkpoints live. Not created here."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache"))
+    return root.joinpath("napari-segger", *parts)
+
+
 def heartbeat_seconds() -> float:
     return max(0.05, float(os.environ.get("SEGGER_LOCK_HEARTBEAT_S", "10")))
 
