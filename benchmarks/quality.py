@@ -371,18 +371,15 @@ def targets(d: dict, method: str = "segger") -> dict:
     return out
 
 
-def bench_dataset(name: str, crop: Path, work: Path, a, truth_path: Path | None, desc: str) -> dict:
+def scoring_frame(sample):
+    """The table every method's assignment is scored on: the sample's transcripts (id, gene, nuclear,
+    vendor cell, x, y) with the vendor and nearest-nucleus columns (the baselines)."""
     import numpy as np
     import pandas as pd
 
     from segger import schema as S
-    from segger.io import read_sample
-    from segger.validation import nearest_nucleus, quality_gene_pairs
+    from segger.validation import nearest_nucleus
 
-    t0 = time.perf_counter()
-    rec: dict = {"input": str(crop), "description": desc, "simulated": truth_path is not None, "runs": {},
-                 "load_avg_before": list(os.getloadavg())}
-    sample = read_sample(crop)
     tx = sample.transcripts
     frame = pd.DataFrame({S.TX_ID: tx[S.TX_ID].to_numpy(), S.GENE: tx[S.GENE].astype(str).to_numpy(),
                           S.NUCLEAR: tx[S.NUCLEAR].to_numpy(bool), S.CELL_ID: tx[S.CELL_ID].to_numpy(object),
@@ -391,6 +388,22 @@ def bench_dataset(name: str, crop: Path, work: Path, a, truth_path: Path | None,
     nid, nd = nearest_nucleus(frame[S.X], frame[S.Y], sample.nuclei)
     frame["nearest_nucleus_id"] = nid
     frame["nearest_nucleus_exact"] = np.where(nd <= 12.0, nid, S.UNASSIGNED)
+    return frame
+
+
+def bench_dataset(name: str, crop: Path, work: Path, a, truth_path: Path | None, desc: str) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from segger import schema as S
+    from segger.io import read_sample
+    from segger.validation import quality_gene_pairs
+
+    t0 = time.perf_counter()
+    rec: dict = {"input": str(crop), "description": desc, "simulated": truth_path is not None, "runs": {},
+                 "load_avg_before": list(os.getloadavg())}
+    sample = read_sample(crop)
+    frame = scoring_frame(sample)
     rec.update({"n_transcripts": int(len(frame)), "n_nuclei": int(len(sample.nuclei)),
                 "nuclei_source": sample.nuclei_source})
     methods = ["vendor", "nearest_nucleus_exact"]

@@ -106,23 +106,15 @@ def child(variant: str, data: Path, out: Path, ttq_epochs: int) -> None:
 
 
 def time_to_quality(sample, bundle, run, states, stamps) -> dict:
-    import numpy as np
     import pandas as pd
-    from quality import score_dataset
+    from quality import score_dataset, scoring_frame
 
     from segger import schema as S
     from segger.prediction import PredictConfig, iter_predict
     from segger.progress import run as run_gen
-    from segger.validation import nearest_nucleus, quality_gene_pairs
+    from segger.validation import quality_gene_pairs
 
-    tx = sample.transcripts
-    frame = pd.DataFrame({S.TX_ID: tx[S.TX_ID].to_numpy(), S.GENE: tx[S.GENE].astype(str).to_numpy(),
-                          S.NUCLEAR: tx[S.NUCLEAR].to_numpy(bool), S.CELL_ID: tx[S.CELL_ID].to_numpy(object),
-                          S.X: tx[S.X].to_numpy(), S.Y: tx[S.Y].to_numpy()})
-    frame["vendor"] = frame[S.CELL_ID]
-    nid, nd = nearest_nucleus(frame[S.X], frame[S.Y], sample.nuclei)
-    frame["nearest_nucleus_id"] = nid
-    frame["nearest_nucleus_exact"] = np.where(nd <= 12.0, nid, S.UNASSIGNED)
+    frame = scoring_frame(sample)
     pairs = quality_gene_pairs(frame, S.CELL_ID)
     curve = []
     for i, (st, ts) in enumerate(zip(states, stamps)):

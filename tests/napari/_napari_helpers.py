@@ -92,3 +92,31 @@ def wheel(widget, delta: int = -120) -> None:
                      Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
                      False)
     QApplication.sendEvent(widget, ev)
+
+
+# --- the one Segger panel, driven by real clicks ----------------------------------------------
+def open_panel(viewer, qtbot):
+    """Open the Segger panel through the manifest and wait until its steps are built."""
+    dock, panel = real_viewer(viewer).window.add_plugin_dock_widget("napari-segger", "Segger")
+    qtbot.waitUntil(lambda: panel.ready, timeout=60_000)
+    return panel
+
+
+def go_tab(qtbot, panel, name):
+    """A real click on the step's tab (which must be enabled); returns the step widget."""
+    from qtpy.QtCore import Qt
+
+    bar = panel.tabs.tabBar()
+    i = panel.STEPS.index(name)
+    assert panel.tabs.isTabEnabled(i), name
+    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(i).center())
+    assert panel.tabs.currentIndex() == i, name
+    return panel.step(name)
+
+
+def click_button(qtbot, button):
+    """A real left click on an enabled button."""
+    from qtpy.QtCore import Qt
+
+    assert button.isEnabled(), button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)

@@ -10,22 +10,10 @@ from qtpy.QtCore import Qt
 from segger.napari.layers import LAYER_CELLS, LAYER_TRANSCRIPTS
 
 from _napari_helpers import real_viewer, wait_job
+from _napari_helpers import go_tab as _tab, click_button as _click
 
 pytestmark = pytest.mark.gui
 LEFT = Qt.MouseButton.LeftButton
-
-
-def _tab(qtbot, panel, name):
-    bar = panel.tabs.tabBar()
-    i = panel.STEPS.index(name)
-    qtbot.mouseClick(bar, LEFT, pos=bar.tabRect(i).center())
-    assert panel.tabs.currentIndex() == i, name
-    return panel.step(name)
-
-
-def _click(qtbot, button):
-    assert button.isEnabled(), button.text()
-    qtbot.mouseClick(button, LEFT)
 
 
 def _radio(qtbot, radio):

@@ -15,17 +15,10 @@ from segger.napari.layers import LAYER_CELLS
 from segger.napari.layers.results import FILL_ALPHA, OUTLINE_PALETTE
 
 from _napari_helpers import center_on, click_canvas, real_viewer, wait_job
+from _napari_helpers import go_tab as _tab
 
 pytestmark = pytest.mark.gui
 LEFT = Qt.MouseButton.LeftButton
-
-
-def _tab(qtbot, panel, name):
-    bar = panel.tabs.tabBar()
-    i = panel.STEPS.index(name)
-    qtbot.mouseClick(bar, LEFT, pos=bar.tabRect(i).center())
-    assert panel.tabs.currentIndex() == i, name
-    return panel.step(name)
 
 
 @pytest.fixture

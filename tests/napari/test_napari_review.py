@@ -14,29 +14,10 @@ from segger import schema as S
 from segger.napari.layers import LAYER_HIGHLIGHT, LAYER_TRANSCRIPTS
 
 from _napari_helpers import key_canvas, real_viewer, wait_job
+from _napari_helpers import open_panel as _panel, go_tab as _tab, click_button as _click
 
 pytestmark = pytest.mark.gui
 LEFT = Qt.MouseButton.LeftButton
-
-
-def _panel(viewer, qtbot):
-    dock, panel = real_viewer(viewer).window.add_plugin_dock_widget("napari-segger", "Segger")
-    qtbot.waitUntil(lambda: panel.ready, timeout=60_000)
-    return panel
-
-
-def _tab(qtbot, panel, name):
-    bar = panel.tabs.tabBar()
-    i = panel.STEPS.index(name)
-    assert panel.tabs.isTabEnabled(i), name
-    qtbot.mouseClick(bar, LEFT, pos=bar.tabRect(i).center())
-    assert panel.tabs.currentIndex() == i
-    return panel.step(name)
-
-
-def _click(qtbot, button):
-    assert button.isEnabled(), button.text()
-    qtbot.mouseClick(button, LEFT)
 
 
 def _session(viewer, qtbot):
