@@ -1,5 +1,5 @@
 """Writers of the output folder (transcripts parquet, cell boundaries, AnnData, run JSON) and its reader
-(:func:`load_output`); atomic writes come from :mod:`segger.utils.atomic`."""
+(:func:`load_output`), region reads of a whole-slide output (:mod:`segger.export.region`); atomic writes come from :mod:`segger.utils.atomic`."""
 
 from segger.utils.atomic import atomic_path, atomic_write, file_sha256, to_jsonable, write_json_atomic
 from segger.export.writers import (
@@ -14,10 +14,9 @@ from segger.export.writers import (
     write_run_json,
     write_transcripts,
     read_transcripts_output,
-    read_transcripts_region,
-    read_boundaries_region,
     SEGGER_COLUMNS,
 )
+from segger.export.region import RegionSource, read_boundaries_region, read_transcripts_region
 
 __all__ = [
     "BOUNDARY_COLUMNS",
@@ -38,5 +37,6 @@ __all__ = [
     "read_transcripts_output",
     "read_transcripts_region",
     "read_boundaries_region",
+    "RegionSource",
     "SEGGER_COLUMNS",
 ]

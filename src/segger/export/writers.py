@@ -30,8 +30,6 @@ __all__ = [
     "SEGGER_COLUMNS",
     "write_transcripts",
     "read_transcripts_output",
-    "read_transcripts_region",
-    "read_boundaries_region",
     "cell_boundaries",
     "write_boundaries",
     "read_boundaries",
@@ -161,58 +159,6 @@ def _layout_of(path) -> dict[str, Any]:
 
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta[LAYOUT_KEY]) if LAYOUT_KEY in meta else {"layout": "tidy"}
-
-
-def read_transcripts_region(path: str | os.PathLike, bbox: tuple[float, float, float, float]
-                            ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The result table (as :func:`read_transcripts_output`) of the transcripts with
-    ``x0 <= x < x1`` and ``y0 <= y < y1`` (µm), reading only the parquet row groups whose x/y statistics
-    meet the box — a whole-slide output (written tile by tile, one row group per tile or less) is never
-    read whole. Returns ``(table, {"row_groups_read": k, "row_groups": n})``."""
-    import pyarrow.parquet as pq
-
-    from segger.io import _tables as T
-    from segger.io.readers import platform_spec
-
-    x0, y0, x1, y1 = (float(v) for v in bbox)
-    layout = _layout_of(path)
-    pf = pq.ParquetFile(path)
-    names = pf.schema_arrow.names
-    if layout.get("layout") == "input":
-        spec = platform_spec(layout["platform"], layout.get("pixel_size"))
-        xc, yc = T.find_column(names, spec["x_aliases"]), T.find_column(names, spec["y_aliases"])
-        scale = float(spec.get("scale", 1.0))
-    else:
-        xc, yc, scale = schema.X, schema.Y, 1.0
-    if xc is None or yc is None:
-        raise SeggerInputError(f"{path}: no x/y columns to select a region by (columns: {names})")
-    md = pf.metadata
-    ix, iy = names.index(xc), names.index(yc)
-    groups = []
-    for g in range(md.num_row_groups):
-        rg = md.row_group(g)
-        sx, sy = rg.column(ix).statistics, rg.column(iy).statistics
-        if sx is None or sy is None or not (sx.has_min_max and sy.has_min_max):
-            groups.append(g)  # no statistics: must be read
-            continue
-        if sx.max * scale >= x0 and sx.min * scale < x1 and sy.max * scale >= y0 and sy.min * scale < y1:
-            groups.append(g)
-    raw = pf.read_row_groups(groups).to_pandas() if groups else pf.schema_arrow.empty_table().to_pandas()
-    x, y = raw[xc].to_numpy(dtype=float) * scale, raw[yc].to_numpy(dtype=float) * scale
-    raw = raw.loc[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)].reset_index(drop=True)
-    if layout.get("layout") == "input":
-        from segger.io import tidy_platform_table
-
-        raw = tidy_platform_table(raw, layout["platform"], path, layout.get("pixel_size"))
-    return raw, {"row_groups_read": len(groups), "row_groups": md.num_row_groups}
-
-
-def read_boundaries_region(path: str | os.PathLike, bbox: tuple[float, float, float, float]) -> pd.DataFrame:
-    """The outlines of :func:`write_boundaries`'s WKB layout that meet the box ``(x0, y0, x1, y1)`` µm."""
-    b = read_boundaries(path)
-    if len(b) == 0:
-        return b
-    return b.loc[shapely.intersects(b[schema.GEOMETRY].to_numpy(), shapely.box(*bbox))].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
