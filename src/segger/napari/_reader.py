@@ -1,8 +1,11 @@
-"""npe2 reader: a Xenium / MERSCOPE / CosMx output folder or a transcripts table → layers.
+"""npe2 reader: a Xenium / MERSCOPE / CosMx output folder or a transcripts table → layers; a segger
+output folder → the result layers.
 
 ``napari_get_reader(path)`` answers quickly and returns ``None`` for anything it cannot read (so
 napari can offer other readers); the returned function calls :func:`segger.io.read_sample` and
-converts the tables with :mod:`segger.napari.layers`. No torch import.
+converts the tables with :mod:`segger.napari.layers`. A segger output folder opens whole (its
+transcripts and outlines as ``segger transcripts`` / ``segger cells``) up to :data:`WHOLE_SLIDE_ROWS`
+transcripts; a larger one opens region by region (:mod:`segger.napari._w_region`). No torch import.
 """
 
 from __future__ import annotations
@@ -12,6 +15,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
+#: a segger output folder with more transcripts than this is not read whole: the *Whole-slide region*
+#: widget loads the region the user looks at (:mod:`segger.napari._w_region`)
+WHOLE_SLIDE_ROWS = 2_000_000
+
+
+def _is_output_folder(p: Path) -> bool:
+    from segger.utils.outdir import TRANSCRIPTS_FILE
+
+    return p.is_dir() and (p / TRANSCRIPTS_FILE).is_file()
 
 
 def _single_path(path: Any) -> str | None:
@@ -31,6 +43,8 @@ def _can_read(path: str) -> bool:
     p = Path(path)
     if not p.exists():
         return False
+    if _is_output_folder(p):
+        return True  # a segger output (read_output refuses an incomplete one with its reason)
     from segger.io.spatialdata import is_spatialdata_store
 
     if p.is_dir() and is_spatialdata_store(p):
@@ -99,6 +113,8 @@ def read_spatial(path: Any) -> list[tuple]:
 
     single = _single_path(path)
     p = Path(single)
+    if _is_output_folder(p):
+        return read_output(p)
     sample = read_sample(p)
     prefix = p.name
     for suffix in TABLE_SUFFIXES:
@@ -114,6 +130,30 @@ def read_spatial(path: Any) -> list[tuple]:
         image = morphology_image_layer(p, prefix, source=str(getattr(sample, "source", p)))
         if image is not None:
             layers.insert(0, image)  # under the nuclei and the transcripts
+    return layers
+
+
+def read_output(folder: Path) -> list[tuple]:
+    """A segger output folder → ``segger transcripts`` (+ ``segger cells`` from its outlines file);
+    above :data:`WHOLE_SLIDE_ROWS` transcripts, the slide's extent and the *Whole-slide region* widget
+    instead (nothing read but the parquet footer)."""
+    import pyarrow.parquet as pq
+
+    from segger.utils.outdir import TRANSCRIPTS_FILE, require_complete
+
+    require_complete(folder, "napari")
+    if pq.ParquetFile(folder / TRANSCRIPTS_FILE).metadata.num_rows > WHOLE_SLIDE_ROWS:
+        from segger.napari._w_region import open_whole_slide
+
+        return open_whole_slide(folder)
+    from segger.export import load_output
+    from segger.napari.layers import cells_to_layer, result_to_points
+
+    result, bounds, _ = load_output(folder, "napari")
+    meta = {"source": str(folder)}
+    layers = [result_to_points(result, metadata=meta)]
+    if bounds is not None and len(bounds):
+        layers.append(cells_to_layer(bounds, metadata=meta))
     return layers
 
 

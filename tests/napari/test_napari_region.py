@@ -1,0 +1,177 @@
+"""A whole-slide output in napari, region by region: the reader opens an output folder above
+``WHOLE_SLIDE_ROWS`` transcripts without reading them (the slide's extent + the *Whole-slide region*
+widget); real clicks on its buttons load the region of the view or of a drawn rectangle into the result
+layers, read from the row groups (tiles) that meet it. The output is the real lung crop written in
+3 x 3 tiles, one row group per tile (the out-of-core layout)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from segger import schema as S
+
+from _napari_helpers import click_button, real_viewer, wait_job
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def tiled_output(tmp_path_factory, lung_dir):
+    """A segger output folder of the lung crop: its Xenium rows + the vendor's cells relabelled, written
+    one row group per 70 µm tile, the outlines file and the run marker."""
+    from segger.export import cell_boundaries, read_transcripts_output, write_boundaries
+    from segger.export.region import split_tiles, write_tiled_transcripts
+    from segger.export.writers import input_layout, input_layout_metadata
+    from segger.utils.outdir import BOUNDARIES_FILE, RUN_MARKER, TRANSCRIPTS_FILE
+
+    folder = tmp_path_factory.mktemp("whole-slide") / "out"
+    folder.mkdir()
+    src = lung_dir / "transcripts.parquet"
+    raw = pd.read_parquet(src)
+    cid = raw["cell_id"].astype(str)
+    assigned = ~cid.isin(["-1", "UNASSIGNED"]).to_numpy()
+    result = pd.DataFrame({
+        S.SEGGER_CELL_ID: np.where(assigned, "seg-" + cid, S.UNASSIGNED),
+        S.SCORE: np.where(assigned, 0.9, 0.0).astype(np.float32),
+        S.ASSIGNMENT: np.where(~assigned, "none", "cytoplasm"),
+    })
+    write_tiled_transcripts(split_tiles(input_layout(raw, result), 70.0, x="x_location", y="y_location"),
+                            folder / TRANSCRIPTS_FILE, input_layout_metadata("xenium", src))
+    whole = read_transcripts_output(folder / TRANSCRIPTS_FILE)
+    bounds = cell_boundaries(whole)
+    write_boundaries(bounds, folder / BOUNDARIES_FILE)
+    (folder / RUN_MARKER).write_text(json.dumps({"command": ["test"]}))
+    return folder, whole, bounds
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    import napari.utils.notifications as N
+
+    seen: list[str] = []
+    monkeypatch.setattr(N, "show_error", lambda msg: seen.append(str(msg)))
+    return seen
+
+
+def _in_box(df, box):
+    x0, y0, x1, y1 = box
+    return df[(df[S.X] >= x0) & (df[S.X] < x1) & (df[S.Y] >= y0) & (df[S.Y] < y1)]
+
+
+def _n_meeting(bounds, box):
+    return int(shapely.intersects(bounds[S.GEOMETRY].to_numpy(), shapely.box(*box)).sum())
+
+
+def _layer(viewer, name):
+    return next((layer for layer in viewer.layers if layer.name == name), None)
+
+
+def _open_whole_slide(viewer, qtbot, folder, monkeypatch):
+    from segger.napari import _reader
+    from segger.napari._w_region import DOCK_NAME
+
+    monkeypatch.setattr(_reader, "WHOLE_SLIDE_ROWS", 1_000)  # the 15 k crop counts as a whole slide
+    viewer.open(str(folder), plugin="napari-segger")
+    docks = real_viewer(viewer).window.dock_widgets
+    qtbot.waitUntil(lambda: DOCK_NAME in docks, timeout=10_000)
+    return docks[DOCK_NAME]
+
+
+def test_a_small_output_folder_opens_whole(tiled_output):
+    from segger.napari._reader import napari_get_reader
+
+    folder, whole, bounds = tiled_output
+    layers = napari_get_reader(str(folder))(str(folder))
+    by_name = {kw["name"]: (data, kind) for data, kw, kind in layers}
+    assert len(by_name["segger transcripts"][0]) == len(whole) == 15_000
+    assert by_name["segger cells"][1] == "shapes" and len(by_name["segger cells"][0]) == len(bounds)
+
+
+def test_a_drawn_rectangle_loads_its_region(make_napari_viewer_proxy, qtbot, tiled_output, errors, monkeypatch):
+    from segger.napari._w_region import LAYER_EXTENT, LAYER_REGION
+
+    folder, whole, bounds = tiled_output
+    viewer = make_napari_viewer_proxy()
+    w = _open_whole_slide(viewer, qtbot, folder, monkeypatch)
+    # nothing read yet: the slide's outline and the rectangle layer, no transcripts
+    assert _layer(viewer, "segger transcripts") is None and _layer(viewer, "segger cells") is None
+    ext = _layer(viewer, LAYER_EXTENT)
+    assert len(ext.data) == 1 and len([x for x in viewer.layers if x.name == LAYER_EXTENT]) == 1
+    lo, hi = ext.data[0].min(axis=0), ext.data[0].max(axis=0)  # (y, x)
+    assert np.allclose(lo, [whole[S.Y].min(), whole[S.X].min()], atol=1e-3)
+    assert np.allclose(hi, [whole[S.Y].max(), whole[S.X].max()], atol=1e-3)
+    assert "15,000 transcripts in 9 row groups" in w.slide_label.text()
+
+    import threading
+
+    from segger.export.region import RegionSource
+
+    threads = []
+    load = RegionSource.load
+    monkeypatch.setattr(RegionSource, "load", lambda self, bbox: threads.append(threading.current_thread())
+                        or load(self, bbox))
+    box = (2180.0, 2130.0, 2250.0, 2215.0)  # x0, y0, x1, y1 µm: 4 of the 9 tiles
+    region = _layer(viewer, LAYER_REGION)
+    region.add_rectangles(np.array([[box[1], box[0]], [box[3], box[2]]]))
+    click_button(qtbot, w.load_rect_button)
+    wait_job(qtbot, w)
+    assert not errors, errors
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()  # read in the worker
+    pts = _layer(viewer, "segger transcripts")
+    expected = _in_box(whole, box)
+    assert len(pts.data) == len(expected) > 1000
+    assert sorted(pts.features[S.TX_ID]) == sorted(expected[S.TX_ID])
+    assert pts.metadata["segger"]["whole_slide"] and pts.metadata["segger"]["region_um"] == list(box)
+    cells = _layer(viewer, "segger cells")
+    assert len(cells.data) == _n_meeting(bounds, box) > 20
+    assert w.last_stats["row_groups_read"] == 4 and w.last_stats["row_groups"] == 9
+    assert "read 4 of 9 row groups" in w.loaded.text()
+
+
+def test_the_view_loads_what_the_camera_shows(make_napari_viewer_proxy, qtbot, tiled_output, errors, monkeypatch):
+    folder, whole, bounds = tiled_output
+    viewer = make_napari_viewer_proxy()
+    w = _open_whole_slide(viewer, qtbot, folder, monkeypatch)
+    v = real_viewer(viewer)
+    counts = []
+    for center, zoom in (((2160.0, 2210.0), 8.0), ((2260.0, 2300.0), 5.0)):
+        v.camera.center = center
+        v.camera.zoom = zoom
+        h, wd = v.canvas.size
+        assert h > 0 and wd > 0
+        box = (center[1] - wd / zoom / 2, center[0] - h / zoom / 2, center[1] + wd / zoom / 2, center[0] + h / zoom / 2)
+        click_button(qtbot, w.load_view_button)
+        wait_job(qtbot, w)
+        assert not errors, errors
+        assert np.allclose(w.last_stats["bbox"], box)
+        pts = _layer(viewer, "segger transcripts")
+        expected = _in_box(whole, box)
+        assert len(pts.data) == len(expected) > 100
+        yx = np.asarray(pts.data)
+        assert (yx[:, 1] >= box[0]).all() and (yx[:, 1] < box[2]).all() and (yx[:, 0] >= box[1]).all()
+        assert len(_layer(viewer, "segger cells").data) == _n_meeting(bounds, box)
+        assert w.last_stats["row_groups_read"] < 9
+        counts.append(len(pts.data))
+    assert counts[0] != counts[1]
+
+
+def test_a_view_over_the_limit_is_refused_in_one_line(make_napari_viewer_proxy, qtbot, tiled_output, errors,
+                                                     monkeypatch):
+    folder, whole, _ = tiled_output
+    viewer = make_napari_viewer_proxy()
+    w = _open_whole_slide(viewer, qtbot, folder, monkeypatch)
+    real_viewer(viewer).reset_view()  # the whole slide
+    w.max_transcripts.setValue(10_000)
+    click_button(qtbot, w.load_view_button)
+    wait_job(qtbot, w)
+    assert len(errors) == 1 and "holds 15,000 transcripts, more than the 10,000" in errors[0]
+    assert _layer(viewer, "segger transcripts") is None
+    assert w.load_view_button.isEnabled() and w.load_rect_button.isEnabled()
+    # no rectangle drawn yet: a one-line hint, nothing loaded
+    click_button(qtbot, w.load_rect_button)
+    assert "draw a rectangle" in errors[-1] and _layer(viewer, "segger transcripts") is None
