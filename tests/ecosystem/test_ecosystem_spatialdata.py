@@ -161,7 +161,7 @@ def test_write_copy_roundtrip(breast_store, tmp_path):
     # shapes: one valid polygon per assigned cell, same transformation as the points
     shapes = o.shapes["segger_boundaries"]
     cells = set(result.loc[result.segger_cell_id != "UNASSIGNED", "segger_cell_id"])
-    assert set(shapes.index) == cells
+    assert set(shapes["cell_id"]) == cells and list(shapes.index) == list(range(len(shapes)))
     assert shapes.geometry.is_valid.all() and (shapes.geometry.area > 0).all()
     np.testing.assert_allclose(shapes.geometry.area.to_numpy(), shapes["area_um2"].to_numpy())
     pm = get_transformation(o.points["transcripts"], "global").to_affine_matrix(("x", "y"), ("x", "y"))
@@ -171,8 +171,10 @@ def test_write_copy_roundtrip(breast_store, tmp_path):
     # table annotating the shapes: region / instance keys, counts in X
     t = o.tables["segger_table"]
     attrs = t.uns["spatialdata_attrs"]
-    assert attrs == {"region": "segger_boundaries", "region_key": "region", "instance_key": "cell_id"}
+    assert attrs == {"region": "segger_boundaries", "region_key": "region", "instance_key": "instance_id"}
     assert set(t.obs["cell_id"]) == cells
+    # each row's instance id is the row of its own outline
+    assert (shapes["cell_id"].to_numpy()[t.obs["instance_id"].to_numpy()] == t.obs["cell_id"].to_numpy()).all()
     np.testing.assert_array_equal(np.asarray(t.X.sum(axis=1)).ravel(), t.obs["n_transcripts"].to_numpy())
     assert t.obsm["spatial"].shape == (t.n_obs, 2)
     assert (t.obs["ref_overlap"] == 1.0).all()  # the vendor segmentation agrees with itself

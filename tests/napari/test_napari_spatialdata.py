@@ -6,12 +6,10 @@ napari reader (``viewer.open(store, plugin="napari-spatialdata")``), and its ele
 from the plugin's "SpatialData" dock the way a user does it: pick the ``global`` coordinate system,
 double-click the element.
 
-Known upstream limitation (napari-spatialdata <= 0.7.2, the newest release): a shapes element with
-a string index cannot be loaded. ``_get_polygons_properties`` calls ``int(index)`` on each row, and
-our ``segger_boundaries`` index is the Segger cell id, a string (spatialdata-io's Xenium
-``cell_boundaries`` are the same). The upstream fix is scverse/napari-spatialdata PR #397, open and
-unreleased. So the outlines layer is a strict xfail: it starts passing, and then fails as XPASS,
-once a release keeps string indices; remove the marker then.
+The outlines carry integer instance ids (``instance_id``; the Segger cell id is a column and the
+table's ``cell_id``): napari-spatialdata <= 0.7.2 cannot load shapes indexed by strings
+(``int(index)`` in ``_get_polygons_properties``), so the export uses the integer ids every reader
+handles.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ def exported(segger_store):
     import spatialdata as sd
 
     s = sd.read_zarr(segger_store)
-    return len(s.points[POINTS]), s.shapes[SHAPES].index.astype(str).tolist(), s.tables[TABLE]
+    return len(s.points[POINTS]), s.shapes[SHAPES]["cell_id"].astype(str).tolist(), s.tables[TABLE]
 
 
 def _open_in_plugin(viewer, store):
@@ -101,29 +99,25 @@ def test_export_opens_in_napari_spatialdata(make_napari_viewer_proxy, qtbot, seg
     assert get_element_annotators(sdata, SHAPES) == {TABLE}
     attrs = sdata.tables[TABLE].uns["spatialdata_attrs"]
     assert attrs["region"] == SHAPES and (sdata.tables[TABLE].obs[attrs["region_key"]] == SHAPES).all()
-    assert sorted(sdata.tables[TABLE].obs[attrs["instance_key"]].astype(str)) == sorted(cell_ids)
+    inst = sdata.tables[TABLE].obs[attrs["instance_key"]].to_numpy()
+    assert attrs["instance_key"] == "instance_id" and sorted(inst) == list(range(len(cell_ids)))
     assert table.n_obs == len(cell_ids) > 100
 
-
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="napari-spatialdata <= 0.7.2 cannot load string-indexed shapes: int(index) in "
-                          "_get_polygons_properties (scverse/napari-spatialdata PR #397, unreleased)")
-def test_outlines_layer_carries_the_cell_table(make_napari_viewer_proxy, segger_store, exported):
+    # double-click the outlines: a Shapes layer, one outline per cell, carrying the cell table
     from napari.layers import Shapes
 
-    _, cell_ids, table = exported
-    viewer = make_napari_viewer_proxy()
-    widget = _open_in_plugin(viewer, segger_store)
-    model = widget.viewer_model  # what the dock's loader thread calls, here in the test's thread
-    model.add_sdata_shapes(model.sdata[0], SHAPES, CS, False)
-
-    layer = viewer.layers[SHAPES]
-    assert isinstance(layer, Shapes) and len(layer.data) == len(cell_ids)
-    md = layer.metadata
+    _double_click_element(widget, SHAPES)
+    qtbot.waitUntil(lambda: SHAPES in viewer.layers, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.worker_thread.isRunning(), timeout=30_000)
+    shapes = viewer.layers[SHAPES]
+    assert isinstance(shapes, Shapes) and len(shapes.data) == len(cell_ids)
+    md = shapes.metadata
     assert md["table_names"] == [TABLE]
-    assert md["region_key"] == "region" and md["instance_key"] == "cell_id"
+    assert md["region_key"] == "region" and md["instance_key"] == "instance_id"
     adata = md["adata"]  # the table rows of these outlines, in the layer's order
     assert adata.n_obs == len(cell_ids)
-    assert [str(i) for i in md["indices"]] == adata.obs["cell_id"].astype(str).tolist()
+    assert [int(i) for i in md["indices"]] == adata.obs["instance_id"].astype(int).tolist()
+    # each outline's table row is its own cell (the Segger id of the outline = the row's cell_id)
+    assert [cell_ids[int(i)] for i in md["indices"]] == adata.obs["cell_id"].astype(str).tolist()
     np.testing.assert_array_equal(
         adata.obs["n_transcripts"].to_numpy(), table.obs.loc[adata.obs_names, "n_transcripts"].to_numpy())

@@ -13,13 +13,16 @@ What is added:
   nucleus / cytoplasm / fragment / none, and ``filtered`` for transcripts removed by the qv or
   control-probe filter before segmentation). Rows are matched on ``transcript_id`` when the
   element has that column, else on row order;
-* a shapes element ``segger_boundaries``: one polygon per Segger cell (index = the cell id, str;
-  columns ``area_um2``, ``n_transcripts``, ``centroid_x``, ``centroid_y``), every assigned cell
+* a shapes element ``segger_boundaries``: one polygon per Segger cell (index = an integer
+  instance id ``0..n-1``, named ``instance_id``; columns ``cell_id`` (the Segger cell id, str),
+  ``area_um2``, ``n_transcripts``, ``centroid_x``, ``centroid_y``), every assigned cell
   included (cells too small for a hull get a buffered outline), with the transformations of the
   points element so it overlays the transcripts and images in every coordinate system;
 * a table ``segger_table``: cells × genes AnnData from :func:`segger.export.build_anndata`
-  annotating ``segger_boundaries`` (``region_key="region"``, ``instance_key="cell_id"``), counts
-  in ``X``, ``obsm["spatial"]`` in µm.
+  annotating ``segger_boundaries`` (``region_key="region"``, ``instance_key="instance_id"``; the
+  Segger cell id is ``obs["cell_id"]`` and the obs names), counts in ``X``, ``obsm["spatial"]`` in
+  µm. Integer instance ids are what every SpatialData reader handles (napari-spatialdata 0.7
+  cannot load shapes indexed by strings).
 
 Coordinates: the result table is in µm; polygons are written in the points element's intrinsic
 frame, i.e. divided by ``um_per_unit`` (1.0 for spatialdata-io Xenium / MERSCOPE stores).
@@ -49,6 +52,8 @@ __all__ = [
 ]
 
 SEGGER_SHAPES_KEY = "segger_boundaries"
+#: the integer instance id linking ``segger_table`` rows to ``segger_boundaries`` outlines
+INSTANCE_KEY = "instance_id"
 SEGGER_TABLE_KEY = "segger_table"
 FILTERED = "filtered"
 
@@ -142,10 +147,11 @@ def _shapes_element(bounds: pd.DataFrame, transformations: dict, um_per_unit: fl
     geoms = np.asarray(bounds[schema.GEOMETRY].to_numpy(), dtype=object)
     if um_per_unit != 1.0:
         geoms = shapely.transform(geoms, lambda xy: xy / um_per_unit)
-    cols = {c: bounds[c].to_numpy() for c in ("area_um2", "n_transcripts", "centroid_x", "centroid_y")
-            if c in bounds.columns}
+    cols = {"cell_id": bounds["cell_id"].astype(str).to_numpy(dtype=object)}
+    cols.update({c: bounds[c].to_numpy() for c in ("area_um2", "n_transcripts", "centroid_x", "centroid_y")
+                 if c in bounds.columns})
     gdf = gpd.GeoDataFrame(cols, geometry=list(geoms),
-                           index=pd.Index(bounds["cell_id"].astype(str).to_numpy(dtype=object), name="cell_id"))
+                           index=pd.RangeIndex(len(bounds), name=INSTANCE_KEY))
     return ShapesModel.parse(gdf, transformations=transformations)
 
 
@@ -158,9 +164,14 @@ def _table(result_df: pd.DataFrame, bounds: pd.DataFrame, reference_column: str 
     adata = build_anndata(result_df, bounds, reference_column=ref)
     adata.obs.index.name = None
     adata.obs["cell_id"] = adata.obs_names.to_numpy(dtype=object)
+    # the instance id of each row's outline in ``segger_boundaries`` (its row in ``bounds``)
+    inst = pd.Index(bounds["cell_id"].astype(str).to_numpy(dtype=object)).get_indexer(adata.obs_names)
+    if (inst < 0).any():
+        raise ValueError(f"{int((inst < 0).sum())} table rows have no outline in {SEGGER_SHAPES_KEY}")
+    adata.obs[INSTANCE_KEY] = inst.astype(np.int64)
     adata.obs["region"] = pd.Categorical([SEGGER_SHAPES_KEY] * adata.n_obs, categories=[SEGGER_SHAPES_KEY])
     adata.var.index.name = None
-    return TableModel.parse(adata, region=SEGGER_SHAPES_KEY, region_key="region", instance_key="cell_id")
+    return TableModel.parse(adata, region=SEGGER_SHAPES_KEY, region_key="region", instance_key=INSTANCE_KEY)
 
 
 def _points_element(df: pd.DataFrame, *, transformations: dict, feature_key: str | None,
