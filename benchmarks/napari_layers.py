@@ -211,9 +211,9 @@ def model_side(big, tpred, edges, n_edges: int, repeats: int, log) -> dict:
         for i in range(repeats):
             c = alt if i % 2 == 0 else cut
             t0 = time.perf_counter()
-            res = tpred.assign(score_cut=c, fragments=frag)
+            res, codes = tpred.assign_with_codes(score_cut=c, fragments=frag)  # the Predict widget's path
             t1 = time.perf_counter()
-            recolor_points(layer, res)
+            recolor_points(layer, res, codes)
             t2 = time.perf_counter()
             a_t.append(t1 - t0)
             r_t.append(t2 - t1)
@@ -306,7 +306,14 @@ def alt_cut(tpred, cut: float) -> float:
 # GUI-thread stall while the workers run (real Qt viewer, offscreen)
 # ----------------------------------------------------------------------------------------------
 class Heartbeat:
-    def __init__(self, interval_ms: int = 5):
+    """A 5 ms QTimer on the GUI thread; the gaps between its ticks are the GUI-thread stalls.
+
+    A watchdog thread samples the GUI thread's Python stack whenever a tick is overdue by more
+    than ``sample_after_ms``, so the report says *what* stalled (innermost project/napari frames)."""
+
+    def __init__(self, interval_ms: int = 5, sample_after_ms: float = 50.0):
+        import threading
+
         from qtpy.QtCore import Qt, QTimer
 
         self.interval = interval_ms
@@ -315,21 +322,51 @@ class Heartbeat:
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
+        self.sample_after = sample_after_ms / 1e3
+        self.main_id = threading.get_ident()
+        self.samples: dict[str, int] = {}
+        self._watch = None
+        self._stop = threading.Event()
 
     def _tick(self):
         self.ticks.append(time.perf_counter())
 
+    def _watchdog(self):
+        import traceback
+
+        while not self._stop.wait(0.01):
+            if not self.ticks or time.perf_counter() - self.ticks[-1] < self.sample_after:
+                continue
+            frame = sys._current_frames().get(self.main_id)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            keep = [f for f in stack if "segger" in f.filename or "napari" in f.filename or "vispy" in f.filename]
+            key = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed((keep or stack)[-4:]))
+            self.samples[key] = self.samples.get(key, 0) + 1
+
     def start(self):
+        import threading
+
         self.ticks = [time.perf_counter()]
+        self.samples = {}
+        self._stop.clear()
+        self._watch = threading.Thread(target=self._watchdog, daemon=True)
+        self._watch.start()
         self.timer.start()
 
     def stop(self) -> dict:
         self.timer.stop()
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join()
         self.ticks.append(time.perf_counter())
         gaps = np.diff(self.ticks) * 1e3
+        top = sorted(self.samples.items(), key=lambda kv: -kv[1])[:5]
         return {"max_gap_ms": float(gaps.max()), "p99_gap_ms": float(np.percentile(gaps, 99)),
                 "ticks": int(len(gaps)), "seconds": float(self.ticks[-1] - self.ticks[0]),
-                "interval_ms": self.interval}
+                "interval_ms": self.interval,
+                "stall_stacks": [{"samples_10ms": n, "stack": k} for k, n in top]}
 
 
 def _wait(pred, timeout_s: float) -> None:
@@ -365,7 +402,8 @@ def gui_stall(sample, sample_key: str, epochs: int, size: str, ft_steps: int, lo
     from segger import schema as S
     from segger.napari._reader import sample_to_layers
 
-    viewer = napari.Viewer(show=False)
+    # a real, visible window when there is a display (Xvfb: QT_QPA_PLATFORM=xcb), else offscreen
+    viewer = napari.Viewer(show=os.environ.get("QT_QPA_PLATFORM", "") not in ("offscreen", "minimal"))
     for data, kw, kind in sample_to_layers(sample, prefix="bench",
                                            metadata={"sample": sample_key, "source": str(ROOT)}):
         getattr(viewer, f"add_{kind}")(data, **kw)
@@ -453,7 +491,7 @@ def widget_edit(result, result_alt, repeats: int, log) -> dict:
 
     from segger import schema as S
     from segger.napari._viewer import upsert_layer
-    from segger.napari._w_correct import set_face_colors
+    from segger.napari._viewer import set_face_colors
     from segger.napari._w_predict import recolor_points
     from segger.napari.layers import result_layer_update, result_to_points
 

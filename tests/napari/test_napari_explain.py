@@ -80,6 +80,44 @@ def test_click_a_transcript_explains_its_assignment(make_napari_viewer_proxy, qt
     label = p.explain_label.text()
     assert f"assigned to {cell}" in label and text in label
     assert ("moved by expression" in label) == (panel.state.prediction.nearest_bd[row] != panel.state.prediction.best_bd[row])
+    # its tx→tx neighbours: drawn only where the attention differs from uniform, coloured by lift
+    from segger.napari._w_predict import LAYER_EXPLAIN_NEIGHBOURS, UNIFORM_TOLERANCE
+    from segger.prediction import transcript_attention
+
+    att = transcript_attention(panel.state.model, panel.state.bundle, row)
+    far = att[(att["lift"] - 1).abs() >= UNIFORM_TOLERANCE]
+    assert len(att) > 0
+    if len(far):
+        nb = viewer.layers[LAYER_EXPLAIN_NEIGHBOURS]
+        assert len(nb.data) == len(far) <= len(att)
+        assert sorted(nb.features["neighbour"]) == sorted(far["src"])
+        assert ((nb.features["weight"] - 1).abs() >= UNIFORM_TOLERANCE).all()
+        assert tuple(nb.edge_contrast_limits) == (0.0, 2.0)
+        assert f"{len(far)} of its {len(att)} neighbours" in label
+    else:
+        assert LAYER_EXPLAIN_NEIGHBOURS not in viewer.layers and "about uniform" in label
+    assert p.lift_legend.isVisibleTo(p)
+    # a transcript whose neighbours are not all near uniform: the differing ones are drawn
+    yx_all = result[[S.Y, S.X]].to_numpy(float)
+    d2, _ = cKDTree(yx_all).query(yx_all, k=2)
+    for other in np.flatnonzero(d2[:, 1] > 0.5)[:400]:
+        att = transcript_attention(panel.state.model, panel.state.bundle, int(other))
+        far = att[(att["lift"] - 1).abs() >= UNIFORM_TOLERANCE]
+        if 0 < len(far) < len(att):
+            break
+    else:
+        pytest.fail("no transcript with attention that differs from uniform")
+    oyx = (float(result[S.Y].iloc[other]), float(result[S.X].iloc[other]))
+    center_on(viewer, oyx, zoom=60.0)
+    qtbot.wait(50)
+    click_canvas(qtbot, viewer, oyx)
+    qtbot.waitUntil(lambda: viewer.layers[LAYER_EXPLAIN].metadata["segger"]["tx_index"] == other, timeout=10_000)
+    nb = viewer.layers[LAYER_EXPLAIN_NEIGHBOURS]
+    assert nb.metadata["segger"]["tx_index"] == other
+    assert sorted(nb.features["neighbour"]) == sorted(far["src"]) and len(nb.data) == len(far) < len(att)
+    np.testing.assert_allclose(np.sort(nb.features["weight"]), np.sort(far["lift"]), atol=1e-6)
+    assert tuple(nb.edge_contrast_limits) == (0.0, 2.0)
+    assert f"{len(far)} of its {len(att)} neighbours" in p.explain_label.text()
     # off again: clicks no longer explain
     qtbot.mouseClick(p.explain_button, LEFT)
     assert not p.explain_button.isChecked() and p._explain_pick is None

@@ -106,3 +106,37 @@ def test_a_click_on_the_locked_cells_layer_adds_no_vertex(predicted, qtbot):
     layer = viewer.layers[LAYER_CELLS]
     assert len(layer.data) == n_shapes and sum(len(v) for v in layer.data) == n_vertices
     assert str(layer.mode) == "pan_zoom"
+
+
+def _points_match_outlines(viewer) -> tuple[float, dict]:
+    """Fraction of assigned transcripts whose colour is their cell outline's edge colour, and the
+    outline colour per cell id."""
+    from segger.napari.layers import LAYER_TRANSCRIPTS
+
+    cells = viewer.layers[LAYER_CELLS]
+    edge = {cid: tuple(np.round(c[:3], 3)) for cid, c in
+            zip(cells.features["cell_id"].astype(str), np.asarray(cells.edge_color))}
+    pts = viewer.layers[LAYER_TRANSCRIPTS]
+    ids = pts.features[S.SEGGER_CELL_ID].astype(str).to_numpy()
+    face = np.round(np.asarray(pts.face_color)[:, :3], 3)
+    drawn = np.isin(ids, list(edge))
+    match = [tuple(f) == edge[i] for i, f in zip(ids[drawn], face[drawn])]
+    return float(np.mean(match)), edge
+
+
+def test_transcripts_take_their_outline_colour_and_keep_it_when_the_cut_moves(predicted, qtbot):
+    viewer, panel, p = predicted
+    frac, before = _points_match_outlines(viewer)
+    assert len(before) > 100
+    assert frac == 1.0  # every drawn cell's transcripts have its outline's colour
+    # move the score cut with real key presses in the exact-value box
+    p.cut_box.setFocus()
+    p.cut_box.selectAll()
+    qtbot.keyClicks(p.cut_box, "0.7")
+    qtbot.keyClick(p.cut_box, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: panel.state.result_params.get("score_cut") == pytest.approx(0.7), timeout=10_000)
+    qtbot.waitUntil(lambda: not p.outline_busy, timeout=60_000)
+    frac, after = _points_match_outlines(viewer)
+    assert frac == 1.0
+    kept = [after[c] == before[c] for c in set(before) & set(after)]
+    assert len(kept) > 100 and np.mean(kept) > 0.95  # cells keep their colour across re-thresholds

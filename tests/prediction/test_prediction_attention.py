@@ -29,7 +29,7 @@ def _edge_keys(ei: np.ndarray, n_dst: int) -> np.ndarray:
 @pytest.mark.parametrize("et", [TX_TX, TX_BD], ids=["tx-tx", "tx-bd"])
 def test_shapes_and_weights(full, pkg_lung_graph, et):
     df = full[et]
-    assert list(df.columns) == ["src", "dst", "weight"]
+    assert list(df.columns) == ["src", "dst", "weight", "lift"]
     assert df["src"].dtype == np.int64 and df["dst"].dtype == np.int64 and df["weight"].dtype == np.float32
     n_tx, n_bd = pkg_lung_graph.data["tx"].num_nodes, pkg_lung_graph.data["bd"].num_nodes
     n_dst = n_tx if et == TX_TX else n_bd
@@ -130,3 +130,42 @@ def test_top_k_tx_bd_with_several_nuclei_per_transcript(lung_trained, pkg_lung_g
     kth = want.groupby("src")["weight"].min()
     dropped = full[~full.set_index(["src", "dst"]).index.isin(df.set_index(["src", "dst"]).index)]
     assert (dropped["weight"].to_numpy() <= kth.loc[dropped["src"]].to_numpy() + 1e-7).all()
+
+
+def test_lift_is_the_weight_over_the_uniform_share_and_filters_near_uniform(full, lung_trained, pkg_lung_graph,
+                                                                            core_env_ctx):
+    """``lift`` = weight × (edges into the same node): 1 is "no preference"; ``uniform_tolerance``
+    keeps only the edges whose lift is at least that far from 1 (what napari draws for tx→tx)."""
+    df = full[TX_TX]
+    n_in = df.groupby("dst")["src"].transform("size").to_numpy()
+    np.testing.assert_allclose(df["lift"], df["weight"] * n_in, rtol=1e-5)
+    assert df.groupby("dst")["lift"].mean().between(1 - 1e-3, 1 + 1e-3).all()  # the mean lift is 1 per node
+    with core_env_ctx():
+        picked = attention_edges(lung_trained.model, pkg_lung_graph, TX_TX, top_k=10_000, device="cpu",
+                                 uniform_tolerance=0.25)
+    far = (df["lift"] - 1).abs() >= 0.25
+    assert 0 < len(picked) == int(far.sum()) < len(df)
+    assert ((picked["lift"] - 1).abs() >= 0.25).all()
+
+
+def test_transcript_attention_on_its_receptive_field_equals_the_whole_graph(full, lung_trained, pkg_lung_graph,
+                                                                           core_env_ctx):
+    """What napari's explain view draws for a clicked transcript: its in-neighbours' last-layer
+    weights computed on a few hundred nodes equal those of the whole graph."""
+    from segger.prediction import transcript_attention
+
+    df = full[TX_TX]
+    rng = np.random.default_rng(0)
+    for row in rng.choice(pkg_lung_graph.data["tx"].num_nodes, 5, replace=False):
+        with core_env_ctx():
+            mine = transcript_attention(lung_trained.model, pkg_lung_graph, int(row))
+        ref = df[df["dst"] == row].sort_values("weight", ascending=False)
+        assert len(mine) == len(ref) > 0
+        np.testing.assert_array_equal(np.sort(mine["src"]), np.sort(ref["src"]))
+        got = mine.set_index("src").loc[ref["src"]]
+        np.testing.assert_allclose(got["weight"], ref["weight"], atol=1e-5)
+        np.testing.assert_allclose(got["lift"], ref["lift"], atol=1e-4)
+    # one hop too few changes the weights (the field is not larger than it must be)
+    with core_env_ctx():
+        short = transcript_attention(lung_trained.model, pkg_lung_graph, int(row), hops=1)
+    assert not np.allclose(short.set_index("src").loc[ref["src"], "weight"], ref["weight"], atol=1e-5)

@@ -126,3 +126,40 @@ def test_predict_config_rejects_bad_rules():
                {"max_fragment_size": 3, "min_fragment_size": 10}, {"max_fragment_extent": 0}):
         with pytest.raises(SeggerInputError):
             PredictConfig(**kw).validate()
+
+
+def test_rethreshold_reuses_fragments_only_while_their_rule_holds():
+    """The napari slider's path: fragments are cached across score cuts (they form only where no
+    nucleus can claim a transcript, which no cut changes), and recomputed when their rule or the
+    reach changes — always the same table as a fresh prediction."""
+    import dataclasses
+
+    near = _cluster(3, -2, 12)
+    far = _cluster(20, 0, 12)  # 18 µm beyond the outline: a candidate, but out of the 8 µm reach
+    b = _bundle(near + far, [(0, 0)], max_distance=8.0)
+    score = lambda c, d: np.linspace(0.05, 0.95, len(d)).astype(np.float32)  # noqa: E731
+    p = _prediction(b, score=score, nn=_chain_nn(24))
+    for cut in (0.5, 0.2, 0.8, 0.5):
+        fresh = _prediction(b, score=score, nn=_chain_nn(24)).assign(score_cut=cut, min_fragment_size=5)
+        pd.testing.assert_frame_equal(p.assign(score_cut=cut, min_fragment_size=5), fresh)
+    assert (p.assign(min_fragment_size=5)[S.ASSIGNMENT] == "fragment").sum() == 12
+    # a new size cap after the cache was filled: the cached fragments must not be reused
+    p.config = dataclasses.replace(p.config, max_fragment_size=11)
+    assert (p.assign(min_fragment_size=5)[S.ASSIGNMENT] == "fragment").sum() == 0
+    p.config = dataclasses.replace(p.config, max_fragment_size=400)
+    # a longer reach lets the nucleus claim the far cluster: no fragments left
+    p.set_rule(max_distance=200.0)
+    assert (p.assign(score_cut=0.0, min_fragment_size=5)[S.ASSIGNMENT] == "fragment").sum() == 0
+
+
+def test_assign_codes_name_the_same_cells_as_the_table():
+    far = _cluster(100, 100, 10)
+    b = _bundle(_cluster(3, -2, 6) + far, [(0, 0)], ids=["fragment-0"], max_distance=5.0)
+    p = _prediction(b, nn=_chain_nn(16))
+    df, codes = p.assign_with_codes(score_cut=0.5, min_fragment_size=5)
+    ids = codes.categories.to_numpy(dtype=object)[codes.cell_codes]
+    assert ids.tolist() == df[S.SEGGER_CELL_ID].tolist()
+    assert set(ids) == {"fragment-0", "segger-fragment-0"}
+    assert codes.categories[-1] == S.UNASSIGNED
+    assert list(codes.kind_categorical().astype(str)) == df[S.ASSIGNMENT].astype(str).tolist()
+    assert df[S.SEGGER_CELL_ID].dtype == object

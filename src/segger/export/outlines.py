@@ -95,12 +95,16 @@ def _largest_polygon(g):
     return shapely.buffer(shapely.convex_hull(g), 0.25)
 
 
-def neighbour_colors(outlines: np.ndarray, n_colors: int = 8, *, gap: float = 0.5) -> np.ndarray:
+def neighbour_colors(outlines: np.ndarray, n_colors: int = 8, *, gap: float = 0.5,
+                     prefer: np.ndarray | None = None) -> np.ndarray:
     """A palette index ``0..n_colors-1`` per outline; outlines closer than ``gap`` µm get different ones.
 
     Greedy colouring, largest contact degree first (Welsh–Powell); a cell whose coloured neighbours
     already use every colour takes the one least used among them (cell packings have about six
     neighbours per cell, so 8 colours rarely run out; the tests count such clashes).
+    ``prefer`` (a palette index per outline, -1 for none): an outline keeps its preferred colour
+    when no neighbour coloured before it uses it — the previous colouring is kept where it is
+    still valid, so cells do not change colour when a neighbour changes.
     """
     outlines = np.asarray(outlines, dtype=object)
     n = len(outlines)
@@ -115,12 +119,16 @@ def neighbour_colors(outlines: np.ndarray, n_colors: int = 8, *, gap: float = 0.
     for i, j in zip(a.tolist(), b.tolist()):
         nbrs[i].append(j)
     deg = np.array([len(x) for x in nbrs])
-    order = np.argsort(-deg, kind="stable")
+    pref = np.full(n, -1, dtype=np.int64) if prefer is None else np.asarray(prefer, dtype=np.int64)
+    # outlines with a valid preference first (largest degree first within each group)
+    order = np.lexsort((-deg, pref < 0))
     for i in order:
         used = colors[nbrs[i]] if nbrs[i] else np.array([], dtype=np.int64)
         used = used[used >= 0]
         free = np.setdiff1d(np.arange(n_colors), used)
-        if free.size:
+        if 0 <= pref[i] < n_colors and pref[i] in free:
+            colors[i] = pref[i]
+        elif free.size:
             colors[i] = free[0]
         else:
             colors[i] = int(np.argmin(np.bincount(used, minlength=n_colors)))

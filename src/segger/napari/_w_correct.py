@@ -44,7 +44,8 @@ from segger.napari._correct_interaction import (  # noqa: F401 - re-exported
     CorrectionInteraction,
 )
 from segger.napari._correct_session import CorrectionSession
-from segger.napari._viewer import find_layer, lock_layer, upsert_layer
+from segger.napari._outlines import OutlineJob
+from segger.napari._viewer import find_layer, lock_layer, set_face_colors
 from segger.napari.layers import (
     CHANGED_RGBA,
     CORRECTED_RGBA,
@@ -84,17 +85,6 @@ def correction_sidecar(source: dict) -> Path | None:
     if not path:
         return None
     return sidecar_path(path)
-
-
-def set_face_colors(layer: Any, colors: np.ndarray) -> None:
-    """Set a Points layer's face colours with one canvas refresh instead of two.
-
-    napari refreshes the whole vispy Points visual on both the ``face_color`` event and the colour
-    manager's ``colors`` event (each ≈0.2–0.4 s at a million points, mostly per-point symbol
-    strings); the second refresh is skipped by blocking ``events.face_color`` during the set.
-    """
-    with layer.events.face_color.blocker():
-        layer.face_color = colors
 
 
 class _FinetunedRun:
@@ -220,7 +210,6 @@ class CorrectWidget(SeggerWidget):
         self._outline_timer.setSingleShot(True)
         self._outline_timer.setInterval(600)
         self._outline_timer.timeout.connect(self._update_outlines)
-        self._outline_worker = None
 
         self.mode_button.toggled.connect(self.set_active)
         self.target_button.clicked.connect(self.start_pick_target)
@@ -724,40 +713,15 @@ class CorrectWidget(SeggerWidget):
     # cell outlines follow the corrections (debounced, off the GUI thread)
     # =========================================================================================
     def _update_outlines(self) -> None:
+        """Outlines follow the edits (only when the user shows them)."""
         result = self.state.result
-        if result is None or find_layer(self.viewer, LAYER_CELLS) is None or self._outline_worker is not None:
+        if result is None or find_layer(self.viewer, LAYER_CELLS) is None:
             return
-        from napari.qt.threading import create_worker
-
-        from segger.napari.layers import cells_to_layer
-
-        def work():
-            from segger.export.writers import cell_boundaries
-
-            return cells_to_layer(cell_boundaries(result))
-
-        def done(layer_data):
-            if self.state.result is not result or find_layer(self.viewer, LAYER_CELLS) is None:
-                return
-            layer = upsert_layer(self.viewer, layer_data)
-            if layer_data[2] == "labels":
-                layer.contour = 1
-
-        def finished():
-            self._outline_worker = None
-            if self.state.result is not result and self.state.result is self.session.published:
-                self._outline_timer.start()  # edits arrived meanwhile
-
-        worker = create_worker(work, _ignore_errors=True, _start_thread=False)
-        worker.returned.connect(done)
-        worker.errored.connect(lambda exc: notify_error(exc))
-        worker.finished.connect(finished)
-        self._outline_worker = worker
-        worker.start()
+        OutlineJob.of(self.viewer).start(result, on_error=notify_error)
 
     @property
     def outline_busy(self) -> bool:
-        return self._outline_worker is not None or self._outline_timer.isActive()
+        return OutlineJob.of(self.viewer).busy or self._outline_timer.isActive()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
         self.interaction.disconnect()

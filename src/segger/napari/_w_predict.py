@@ -26,7 +26,8 @@ from segger import schema as S
 from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row, dspin, spin
 from segger.napari._forms import param_form
-from segger.napari._viewer import find_layer, upsert_layer
+from segger.napari._outlines import OutlineJob
+from segger.napari._viewer import find_layer, set_face_colors, upsert_layer
 from segger.napari._plots import HistogramPlot
 from segger.napari.layers import (
     LAYER_ATTENTION,
@@ -35,13 +36,16 @@ from segger.napari.layers import (
     assignment_feature,
     attention_to_vectors,
     cell_colors_and_ids,
-    cells_to_layer,
     result_to_points,
 )
 from segger.progress import Progress
 
 #: the Vectors layer of "Explain a picked transcript"
 LAYER_EXPLAIN = "segger explain"
+#: the clicked transcript's tx→tx neighbours whose attention differs from uniform
+LAYER_EXPLAIN_NEIGHBOURS = "segger explain neighbours"
+#: neighbours whose lift (weight × number of neighbours) is within this fraction of 1 are not drawn
+UNIFORM_TOLERANCE = 0.25
 #: slider resolution (the box next to it takes any value)
 CUT_STEPS = 1000
 #: warn when more than this share of the transcripts would become fragments
@@ -96,16 +100,37 @@ def _kind_name(layer: Any) -> str:
     return type(getattr(layer, "__wrapped__", layer)).__name__.lower()
 
 
-def recolor_points(layer: Any, result) -> None:
+def recolor_points(layer: Any, result, codes: Any = None, outline_index: dict | None = None) -> None:
     """Update a result Points layer for a new assignment: 3 features + the RGBA array only
-    (positions, genes and the other features are left as they are)."""
-    colors, cell_ids = cell_colors_and_ids(result[S.SEGGER_CELL_ID])
+    (positions, genes and the other features are left as they are). ``codes``: the
+    :class:`segger.prediction.AssignCodes` of ``result`` (no factorisation of the ids);
+    ``outline_index``: the outlines' palette index per cell (transcripts match their outline)."""
+    colors, cell_ids = cell_colors_and_ids(result[S.SEGGER_CELL_ID], outline_index, codes=codes)
     feats = layer.features.copy(deep=False)
     feats[S.SEGGER_CELL_ID] = cell_ids
     feats[S.SCORE] = result[S.SCORE].to_numpy(dtype=np.float32)
-    feats[S.ASSIGNMENT] = assignment_feature(result[S.ASSIGNMENT])
+    feats[S.ASSIGNMENT] = assignment_feature(result[S.ASSIGNMENT]) if codes is None else codes.kind_categorical()
     layer.features = feats
-    layer.face_color = colors
+    set_face_colors(layer, colors)
+
+
+def assignment_counts(result, codes: Any = None) -> tuple[int, int, int, int, int]:
+    """(cells, fragments, transcripts in cells, in fragments, unassigned) of a result table;
+    from the integer codes when given (a bincount instead of hashing a million id strings)."""
+    if codes is not None:
+        kind = np.asarray(codes.kind)
+        cc = np.asarray(codes.cell_codes)
+        in_cell, in_frag = kind <= 1, kind == 2
+        n_cats = len(codes.categories)
+        n_cells = int(np.count_nonzero(np.bincount(cc[in_cell], minlength=n_cats)))
+        n_frag = int(np.count_nonzero(np.bincount(cc[in_frag], minlength=n_cats)))
+        return n_cells, n_frag, int(in_cell.sum()), int(in_frag.sum()), int((kind == 3).sum())
+    kind = result[S.ASSIGNMENT].astype(str).to_numpy()
+    ids = result[S.SEGGER_CELL_ID].to_numpy()
+    in_cell = np.isin(kind, ["nucleus", "cytoplasm"])
+    in_frag = kind == "fragment"
+    return (pd.unique(ids[in_cell]).size, pd.unique(ids[in_frag]).size, int(in_cell.sum()),
+            int(in_frag.sum()), int((kind == "none").sum()))
 
 
 class PredictWidget(SeggerWidget):
@@ -192,8 +217,7 @@ class PredictWidget(SeggerWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._update_outlines)
-        self._outline_worker = None
-        self._outline_version = 0
+        self._codes = None  # (result, AssignCodes) of the shown result, when it came from assign_with_codes
         self._assign_timer = QTimer(self)
         self._assign_timer.setSingleShot(True)
         self._assign_timer.setInterval(10)
@@ -298,6 +322,7 @@ class PredictWidget(SeggerWidget):
         vocab = self.state.model_vocab()
         vrule = {"checkpoint": self.state.model_info.get("checkpoint"),
                 "min_coverage": self.state.model_info.get("min_coverage")}
+        prefer = self._outline_index()
         holder: dict = {}
 
         def job():
@@ -321,10 +346,10 @@ class PredictWidget(SeggerWidget):
                 holder["bundle"] = bundle
             config = PredictConfig(score_cut=cut, fragments=frags, device=device, **rule)
             prediction = yield from iter_predict(model, bundle, config)
-            result = prediction.assign(score_cut=cut, fragments=frags)
+            result, codes = prediction.assign_with_codes(score_cut=cut, fragments=frags)
             yield Progress("predict", 1, 1, "preparing layers")
-            points = result_to_points(result)
-            return prediction, result, points
+            points = result_to_points(result, codes=codes, outline_index=prefer)
+            return prediction, (result, codes), points
 
         def done(out):
             if "bundled" in holder:  # the bundled model joins the session's history
@@ -404,8 +429,15 @@ class PredictWidget(SeggerWidget):
     def _raise(exc):
         raise exc
 
+    def _outline_index(self) -> dict:
+        """Palette index per cell of the current outlines (the transcripts take the same colour)."""
+        from segger.napari.layers import outline_index
+
+        layer = find_layer(self.viewer, LAYER_CELLS)
+        return outline_index(layer) if layer is not None else {}
+
     def _apply_prediction(self, out) -> None:
-        prediction, result, points = out
+        prediction, (result, codes), points = out
         self.state.set_prediction(prediction)
         meta = points[1].setdefault("metadata", {}).setdefault("segger", {})
         meta["model"] = self.state.model_label()
@@ -417,7 +449,7 @@ class PredictWidget(SeggerWidget):
         if existing is None or replaced:
             self._hide_inputs()
         self._show_histogram(prediction)
-        self._set_result(result, layer_done=True)
+        self._set_result(result, layer_done=True, codes=codes)
         self._timer.start()
         self.refresh_enabled()
 
@@ -442,8 +474,8 @@ class PredictWidget(SeggerWidget):
             return
         try:
             self._apply_rule(pred)
-            result = pred.assign(score_cut=self.score_cut, fragments=self.fragments.isChecked())
-            self._set_result(result)
+            result, codes = pred.assign_with_codes(score_cut=self.score_cut, fragments=self.fragments.isChecked())
+            self._set_result(result, codes=codes)
         except Exception as exc:  # noqa: BLE001
             self.guarded(self._raise, exc)
             return
@@ -463,42 +495,39 @@ class PredictWidget(SeggerWidget):
         if pred.max_distance != before:
             self._show_histogram(pred)
 
-    def _summary_text(self, result) -> str:
-        kind = result[S.ASSIGNMENT].astype(str).to_numpy()
-        ids = result[S.SEGGER_CELL_ID].to_numpy()
-        in_cell = np.isin(kind, ["nucleus", "cytoplasm"])
-        in_frag = kind == "fragment"
-        n_cells = pd.unique(ids[in_cell]).size
-        n_frag = pd.unique(ids[in_frag]).size
+    def _summary_text(self, result, counts=None) -> str:
+        n_cells, n_frag, in_cell, in_frag, n_none = counts or assignment_counts(result)
         n = max(len(result), 1)
         pred = self.state.prediction
         reach = f"; reach {pred.max_distance:.1f} µm" if pred is not None else ""
-        return (f"{n_cells:,} cells ({in_cell.sum() / n:.1%} of {len(result):,} transcripts), "
-                f"{n_frag:,} fragments ({in_frag.sum() / n:.1%}), {(kind == 'none').sum() / n:.1%} unassigned "
+        return (f"{n_cells:,} cells ({in_cell / n:.1%} of {len(result):,} transcripts), "
+                f"{n_frag:,} fragments ({in_frag / n:.1%}), {n_none / n:.1%} unassigned "
                 f"at score cut {self.score_cut:.3f}{reach}; made by {self.state.model_label(self.state.prediction_model_id)}")
 
-    def _set_result(self, result, layer_done: bool = False) -> None:
+    def _set_result(self, result, layer_done: bool = False, codes: Any = None) -> None:
+        """Show ``result`` (a re-threshold, a prediction or a correction): recolour the result layer
+        in place, publish it to the session, update the counts. ``codes``: its integer form
+        (:meth:`segger.prediction.Prediction.assign_with_codes`), which makes this cheap."""
+        self._codes = (result, codes) if codes is not None else None
         if not layer_done:
             layer = find_layer(self.viewer, LAYER_TRANSCRIPTS)
             if layer is not None and len(layer.data) == len(result):
-                recolor_points(layer, result)
+                recolor_points(layer, result, codes, self._outline_index())
             else:
-                upsert_layer(self.viewer, result_to_points(result))
+                upsert_layer(self.viewer, result_to_points(result, codes=codes, outline_index=self._outline_index()))
         self.state.set_result(result, {"score_cut": self.score_cut, "fragments": self.fragments.isChecked(),
                                        **self.fragment_rule()})
-        kind = result[S.ASSIGNMENT].astype(str).to_numpy()
-        ids = result[S.SEGGER_CELL_ID].to_numpy()
+        counts = assignment_counts(result, codes)
+        n_cells, n_frag, _, in_frag, n_none = counts
         n = max(len(result), 1)
-        in_cell = np.isin(kind, ["nucleus", "cytoplasm"])
-        in_frag = kind == "fragment"
-        self.summary.setText(self._summary_text(result))
+        self.summary.setText(self._summary_text(result, counts))
         self.hist.set_marker(self.score_cut)
         self.counts.setText(
-            f"<b>{pd.unique(ids[in_cell]).size:,}</b> cells · <b>{pd.unique(ids[in_frag]).size:,}</b> fragments · "
-            f"<b>{(kind == 'none').sum():,}</b> unassigned transcripts")
-        if in_frag.sum() / n > FRAGMENT_WARNING:
+            f"<b>{n_cells:,}</b> cells · <b>{n_frag:,}</b> fragments · "
+            f"<b>{n_none:,}</b> unassigned transcripts")
+        if in_frag / n > FRAGMENT_WARNING:
             self.counts.setText(self.counts.text() + (
-                f"<br><span style='color:#ff8c3c'>Warning: {in_frag.sum() / n:.0%} of the transcripts are in "
+                f"<br><span style='color:#ff8c3c'>Warning: {in_frag / n:.0%} of the transcripts are in "
                 "fragments (no nucleus): the score cut is probably too high, or the reach too short.</span>"))
 
     # --- outlines, off the GUI thread, debounced, stale results dropped ---------------------
@@ -506,40 +535,12 @@ class PredictWidget(SeggerWidget):
         result = self.state.result
         if result is None:
             return
+        job = OutlineJob.of(self.viewer)
         if not self.outlines.isChecked():
-            layer = find_layer(self.viewer, LAYER_CELLS)
-            if layer is not None:
-                self.viewer.layers.remove(layer)
+            job.remove()
             return
-        from napari.qt.threading import create_worker
-
-        self._outline_version += 1
-        version = self._outline_version
-        made_by = {"model": self.state.model_label(self.state.prediction_model_id),
-                   "model_id": self.state.prediction_model_id}
-        fill = self.fill.isChecked()
-
-        def work():
-            from segger.export.writers import cell_boundaries
-
-            return cells_to_layer(cell_boundaries(result), metadata=made_by, fill=fill)
-
-        def done(layer_data):
-            if version != self._outline_version or self.state.result is not result:
-                return  # a newer threshold is on its way
-            layer = upsert_layer(self.viewer, layer_data)
-            if layer_data[2] == "labels":
-                layer.contour = 0 if self.fill.isChecked() else 1  # outlines only, like the Shapes version
-
-        def failed(exc):
-            self.guarded(self._raise, exc)
-
-        worker = create_worker(work, _ignore_errors=True, _start_thread=False)
-        worker.returned.connect(done)
-        worker.errored.connect(failed)
-        worker.finished.connect(lambda: setattr(self, "_outline_worker", None))
-        self._outline_worker = worker
-        worker.start()
+        codes = self._codes[1] if self._codes is not None and self._codes[0] is result else None
+        job.start(result, codes, fill=self.fill.isChecked(), on_error=lambda exc: self.guarded(self._raise, exc))
 
     def _apply_fill(self, *_: Any) -> None:
         """Translucent fill on/off on the cells layer, in place (no outline recomputation)."""
@@ -552,11 +553,12 @@ class PredictWidget(SeggerWidget):
             layer.contour = 0 if self.fill.isChecked() else 1
             return
         layer.face_color = outline_face_colors(np.asarray(layer.edge_color), self.fill.isChecked())
+        layer.metadata.setdefault("segger", {})["fill"] = self.fill.isChecked()
         layer.refresh()
 
     @property
     def outline_busy(self) -> bool:
-        return self._outline_worker is not None or self._timer.isActive()
+        return OutlineJob.of(self.viewer).busy or self._timer.isActive()
 
     # ---------------------------------------------------------------------------------------
     def attention_params(self) -> dict:
@@ -617,6 +619,17 @@ class PredictWidget(SeggerWidget):
         self.explain_legend.setToolTip(WEIGHT_NOTE)
         self.explain_legend.setVisible(False)
         self.body.addWidget(self.explain_legend)
+        self.lift_legend = QLabel("½×   neighbour attention vs uniform   2×")
+        self.lift_legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.lift_legend.setStyleSheet(
+            "QLabel { color: black; padding: 1px; background: qlineargradient(x1:0, y1:0, x2:1, y2:0, "
+            "stop:0 #8e0152, stop:0.25 #de77ae, stop:0.5 #f7f7f7, stop:0.75 #7fbc41, stop:1 #276419); }")
+        self.lift_legend.setToolTip(
+            f"'{LAYER_EXPLAIN_NEIGHBOURS}': the clicked transcript's neighbours whose last-layer attention differs "
+            f"from uniform by at least {UNIFORM_TOLERANCE:.0%}; colour = lift = weight × number of neighbours "
+            "(1 = the uniform share 1/n, 2 = twice it)")
+        self.lift_legend.setVisible(False)
+        self.body.addWidget(self.lift_legend)
         self.explain_label = QLabel("")
         self.explain_label.setWordWrap(True)
         self.explain_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -636,6 +649,7 @@ class PredictWidget(SeggerWidget):
             self._explain_pick.disconnect()
             self._explain_pick = None
         self.explain_legend.setVisible(on)
+        self.lift_legend.setVisible(on)
         self.explain_label.setText(f"Click a transcript. {WEIGHT_NOTE}." if on else "")
 
     def _explain_click(self, y: float, x: float, **_: Any) -> None:
@@ -675,8 +689,44 @@ class PredictWidget(SeggerWidget):
         layer_data[1]["edge_contrast_limits"] = (0.0, 1.0)
         layer_data[1]["edge_colormap"] = "plasma"
         upsert_layer(self.viewer, layer_data)
-        self.explain_label.setText(f"Transcript {row}: {text}.\n{WEIGHT_NOTE}.")
+        neighbours = self._explain_neighbours(row)
+        self.explain_label.setText(f"Transcript {row}: {text}.\n{neighbours}\n{WEIGHT_NOTE}.")
         return text
+
+    def _explain_neighbours(self, row: int) -> str:
+        """Draw the transcript's tx→tx neighbours whose attention differs from uniform
+        (``segger explain neighbours``, coloured by lift) and say how many there are."""
+        from segger.napari.layers import edges_to_vectors
+        from segger.prediction import transcript_attention
+
+        model = self.state.model if not self.state.stale else None
+        old = find_layer(self.viewer, LAYER_EXPLAIN_NEIGHBOURS)
+        if model is None or self.state.bundle is None:
+            if old is not None:
+                self.viewer.layers.remove(old)
+            return "Neighbour attention: the model that made these layers is not loaded."
+        att = transcript_attention(model, self.state.bundle, int(row))
+        n = len(att)
+        far = att[(att["lift"] - 1.0).abs() >= UNIFORM_TOLERANCE]
+        if not len(far):
+            if old is not None:
+                self.viewer.layers.remove(old)
+            return (f"Its {n} neighbours all get about uniform attention (within {UNIFORM_TOLERANCE:.0%} of 1/{n}): "
+                    "none drawn.")
+        tx = self.state.bundle.transcripts
+        yx = tx[[S.Y, S.X]].to_numpy(np.float32)
+        src = np.repeat(yx[[int(row)]], len(far), axis=0)
+        layer_data = edges_to_vectors(src, yx[far["src"].to_numpy()], far["lift"].to_numpy(np.float32),
+                                      name=LAYER_EXPLAIN_NEIGHBOURS, colormap="PiYG", edge_width=0.3,
+                                      features={"neighbour": far["src"].to_numpy(),
+                                                "attention": far["weight"].to_numpy()},
+                                      metadata={"kind": "explain neighbours", "tx_index": int(row)})
+        layer_data[1]["edge_contrast_limits"] = (0.0, 2.0)
+        upsert_layer(self.viewer, layer_data)
+        top = far.iloc[0]
+        return (f"{len(far)} of its {n} neighbours get attention that differs from uniform by ≥ {UNIFORM_TOLERANCE:.0%} "
+                f"(drawn in '{LAYER_EXPLAIN_NEIGHBOURS}'; strongest: transcript {int(top['src'])} at "
+                f"{float(top['lift']):.1f}× the uniform 1/{n}).")
 
     @staticmethod
     def _outline_points(nuclei: pd.DataFrame, table: pd.DataFrame, src: np.ndarray) -> np.ndarray:

@@ -140,6 +140,7 @@ class Prediction:
         n_tx = bundle.data["tx"].num_nodes
         self._bd_ids = None
         self._prefix = None
+        self._frag_cache = None  # (rule key, best_bd array, labels): fragments do not depend on the cut
         bel = bundle.data[TX_BD].edge_index.numpy()
         self.own_bd = np.full(n_tx, -1, dtype=np.int64)
         self.own_bd[bel[0]] = bel[1]
@@ -254,7 +255,7 @@ class Prediction:
         kind[assigned] = 1  # cytoplasm
         kind[assigned & (self.own_bd == self.best_bd)] = 0  # nucleus
         if frag:
-            labels = self.fragment_labels(~assigned, sim, mfs)
+            labels = self._fragments(sim, mfs)
             fm = labels >= 0
             code[fm] = -2 - labels[fm]
             kind[fm] = 2  # fragment
@@ -276,29 +277,83 @@ class Prediction:
             self._bd_ids = self.bundle.nuclei[S.BD_ID].astype(str).to_numpy(dtype=object)
         return self._bd_ids
 
+    def _fragments(self, similarity: float, min_size: int) -> np.ndarray:
+        """:meth:`fragment_labels` of the transcripts no nucleus can claim, cached.
+
+        Fragments form only where ``best_bd < 0`` (no candidate within the reach), and those
+        transcripts are unassigned at every score cut, so the labels depend on the fragment rule and
+        the reach only: a re-threshold (the napari slider) reuses them instead of re-running the
+        connected components."""
+        cfg = self.config
+        key = (float(similarity), int(min_size), int(cfg.max_fragment_size), float(cfg.max_fragment_extent))
+        cached = self._frag_cache
+        if cached is not None and cached[0] == key and cached[1] is self.best_bd:
+            return cached[2]
+        labels = self.fragment_labels(self.best_bd < 0, similarity, min_size)
+        labels.setflags(write=False)
+        self._frag_cache = (key, self.best_bd, labels)
+        return labels
+
+    def cell_categories(self, code: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+        """Cell codes from :meth:`assign_codes` as ``(category code per transcript, categories)``.
+
+        Categories: every nucleus id, then the fragment ids, then ``UNASSIGNED`` (last) — the ids
+        of :meth:`cell_ids` without building a million strings: ``categories[codes]`` is the id.
+        """
+        ids = self._nucleus_ids()
+        n_bd = len(ids)
+        fm = code <= -2
+        n_frag = int(-2 - code[fm].min()) + 1 if fm.any() else 0
+        prefix = self.fragment_prefix()
+        cats = pd.Index(np.concatenate([
+            ids, np.array([f"{prefix}{i}" for i in range(n_frag)], dtype=object),
+            np.array([S.UNASSIGNED], dtype=object)]), dtype=object)
+        codes = np.where(code >= 0, code, n_bd + n_frag)
+        codes[fm] = n_bd + (-2 - code[fm])
+        if not cats.is_unique:  # duplicated nucleus ids: one category per distinct id
+            uniq, inv = np.unique(cats.to_numpy(dtype=object).astype(str), return_inverse=True)
+            cats, codes = pd.Index(uniq, dtype=object), inv[codes]
+        return codes.astype(np.int32), cats
+
     def cell_ids(self, code: np.ndarray) -> np.ndarray:
         """``segger_cell_id`` strings for cell codes from :meth:`assign_codes`."""
-        ids = self._nucleus_ids()
-        cell = np.full(len(code), S.UNASSIGNED, dtype=object)
-        nuc = code >= 0
-        cell[nuc] = ids[code[nuc]]
-        fm = code <= -2
-        if fm.any():
-            k = -2 - code[fm]
-            prefix = self.fragment_prefix()
-            names = np.array([f"{prefix}{i}" for i in range(int(k.max()) + 1)], dtype=object)
-            cell[fm] = names[k]
-        return cell
+        codes, cats = self.cell_categories(code)
+        return cats.to_numpy(dtype=object)[codes]
 
     def assign(self, score_cut: float | None = None, fragments: bool | None = None,
                fragment_similarity: float | None = None, min_fragment_size: int | None = None) -> pd.DataFrame:
         """Result table: the transcripts + ``segger_cell_id``, ``score``, ``assignment``."""
+        return self.assign_with_codes(score_cut, fragments, fragment_similarity, min_fragment_size)[0]
+
+    def assign_with_codes(self, score_cut: float | None = None, fragments: bool | None = None,
+                          fragment_similarity: float | None = None, min_fragment_size: int | None = None,
+                          ) -> tuple[pd.DataFrame, "AssignCodes"]:
+        """:meth:`assign` and the same assignment in integer form (:class:`AssignCodes`), which a
+        viewer recolours from without factorising a million id strings again."""
         code, kind = self.assign_codes(score_cut, fragments, fragment_similarity, min_fragment_size)
+        cell_codes, cats = self.cell_categories(code)
         out = self.bundle.transcripts.copy(deep=False)  # new columns only: the input table is untouched
-        out[S.SEGGER_CELL_ID] = pd.array(self.cell_ids(code), dtype=object)
+        out[S.SEGGER_CELL_ID] = cats.to_numpy(dtype=object)[cell_codes]
         out[S.SCORE] = self.best_score
         out[S.ASSIGNMENT] = pd.Categorical.from_codes(kind, categories=list(S.ASSIGNMENT_KINDS))
-        return out
+        return out, AssignCodes(cell_codes, cats, kind)
+
+
+@dataclass(frozen=True)
+class AssignCodes:
+    """An assignment in integer form: ``categories[cell_codes]`` is each transcript's
+    ``segger_cell_id`` (``UNASSIGNED`` is the last category), ``kind`` indexes
+    :data:`segger.schema.ASSIGNMENT_KINDS`."""
+
+    cell_codes: np.ndarray
+    categories: pd.Index
+    kind: np.ndarray
+
+    def cell_id_categorical(self) -> pd.Categorical:
+        return pd.Categorical.from_codes(self.cell_codes, categories=self.categories, validate=False)
+
+    def kind_categorical(self) -> pd.Categorical:
+        return pd.Categorical.from_codes(self.kind, categories=list(S.ASSIGNMENT_KINDS), validate=False)
 
 
 @torch.no_grad()

@@ -63,8 +63,11 @@ from segger.napari.layers.shapes import (  # noqa: F401
     shapes_to_nuclei,
 )
 from segger.napari.layers.results import (  # noqa: F401
+    OUTLINE_PALETTE,
     assignment_feature,
     cell_colors_and_ids,
+    cell_palette,
+    outline_index,
     cells_to_layer,
     result_colors,
     result_features,

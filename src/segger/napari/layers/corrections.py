@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,15 +13,14 @@ from segger import schema as S
 from segger.napari.layers._base import (
     METADATA_KEY,
     POINT_SIZE_UM,
-    UNASSIGNED_RGBA,
     UNITS,
     _world_yx,
-    hash_colors,
     layer_scale_translate,
 )
 from segger.napari.layers.results import (
     assignment_feature,
     cell_colors_and_ids,
+    cell_palette,
 )
 
 
@@ -129,10 +128,11 @@ def update_result_rows(
     cell_ids: Sequence[Any],
     kinds: Sequence[Any] | None = None,
     corrected: np.ndarray | None = None,
+    outline_index: Mapping[str, int] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """New (features, face colours) of a result Points layer with ``rows`` given new cells.
 
-    Only those rows change (colour per cell from :func:`hash_colors`, grey when unassigned); the
+    Only those rows change (colour per cell from :func:`cell_palette`, grey when unassigned); the
     cell id stays a Categorical (new cells are added as categories). ``corrected`` (bool per
     row of ``rows``) fills a ``corrected`` feature. Cost: O(N) copies of two columns and the
     colour array, no per-row Python work — ~0.1 s per edit at a million points.
@@ -154,9 +154,7 @@ def update_result_rows(
     codes[rows] = cats.get_indexer(ids)
     feats[S.SEGGER_CELL_ID] = pd.Categorical.from_codes(codes, categories=cats)
     pal_keys, inv = np.unique(ids.to_numpy(dtype=object).astype(str), return_inverse=True)
-    pal = hash_colors(pal_keys, 1.0)
-    pal[np.isin(pal_keys, [S.UNASSIGNED, "", "None", "nan"])] = UNASSIGNED_RGBA
-    colors[rows] = pal[inv]
+    colors[rows] = cell_palette(pal_keys, outline_index)[inv]
     if kinds is not None and S.ASSIGNMENT in feats.columns:
         k = pd.Categorical(feats[S.ASSIGNMENT], categories=list(S.ASSIGNMENT_KINDS))
         kc = np.asarray(k.codes, dtype=np.int64).copy()
@@ -197,11 +195,12 @@ def marker_points(
 
 
 def result_layer_update(features: pd.DataFrame, result: pd.DataFrame,
-                        corrected: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                        corrected: np.ndarray | None = None,
+                        outline_index: Mapping[str, int] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """New (features, face colours) of a result Points layer for a whole new result table:
     cell id, score, assignment (and ``corrected``) replaced; positions, genes and other
     features kept. One factorisation of the cell ids (same colours as :func:`result_to_points`)."""
-    colors, cell_ids = cell_colors_and_ids(result[S.SEGGER_CELL_ID])
+    colors, cell_ids = cell_colors_and_ids(result[S.SEGGER_CELL_ID], outline_index)
     feats = features.copy(deep=False)
     feats[S.SEGGER_CELL_ID] = cell_ids
     feats[S.SCORE] = result[S.SCORE].to_numpy(dtype=np.float32)
