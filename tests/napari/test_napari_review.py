@@ -125,7 +125,9 @@ def test_cell_table_queue_and_colour_by(make_napari_viewer_proxy, qtbot):
     before = np.asarray(layer.face_color).copy()
     review.color_by.setCurrentText("score")
     after = np.asarray(layer.face_color)
-    assert "score" in review.legend.text() and review.legend.text().count("■") == 5
+    # a colour bar (5 stops) with its end values, not swatches
+    text = review.legend.text()
+    assert "score" in text and text.count("bgcolor") == 5 and "0.00" in text and "1.00" in text
     assert not np.allclose(before, after)
     from napari.utils.colormaps import ensure_colormap
 
@@ -133,7 +135,18 @@ def test_cell_table_queue_and_colour_by(make_napari_viewer_proxy, qtbot):
     i = int(np.flatnonzero(np.isfinite(s))[0])
     np.testing.assert_allclose(after[i], ensure_colormap("viridis").map(np.clip([s[i]], 0, 1))[0], atol=1e-3)
     review.color_by.setCurrentText("gene")
-    assert "gene" in review.legend.text()
+    assert "gene" in review.legend.text() and "■" in review.legend.text()
+    # colour by cell: each cell's outline colour, as the Predict step draws them
+    from segger.napari.layers import LAYER_CELLS
+
+    review.color_by.setCurrentText("cell")
+    qtbot.waitUntil(lambda: LAYER_CELLS in viewer.layers, timeout=60_000)
+    cells_layer = viewer.layers[LAYER_CELLS]
+    edge = dict(zip(cells_layer.features["cell_id"].astype(str), np.round(np.asarray(cells_layer.edge_color)[:, :3], 3)))
+    ids = layer.features[S.SEGGER_CELL_ID].astype(str).to_numpy()
+    face = np.round(np.asarray(layer.face_color)[:, :3], 3)
+    drawn = np.flatnonzero(np.isin(ids, list(edge)))
+    assert len(drawn) > 1000 and all((face[i] == edge[ids[i]]).all() for i in drawn)
     review.color_by.setCurrentText("QC metric")
     assert "priority" in review.legend.text()
 

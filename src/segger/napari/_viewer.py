@@ -27,6 +27,19 @@ def set_face_colors(layer: Any, colors: np.ndarray) -> None:
         layer.face_color = colors
 
 
+def zoom_to(viewer: Any, yx: tuple[float, float], extent: float) -> None:
+    """Centre the camera on world ``yx`` (µm) and zoom so that ``extent`` µm fill about a third of
+    the canvas (the one "go to this cell" of the Review table, the queue and the QC lists)."""
+    real = getattr(viewer, "__wrapped__", viewer)
+    try:
+        size = real.window._qt_viewer.canvas.size
+    except Exception:  # noqa: BLE001 - a headless ViewerModel has no canvas
+        size = None
+    size = size or (600, 800)
+    viewer.camera.center = (float(yx[0]), float(yx[1]))
+    viewer.camera.zoom = float(min(size[-2:]) / (3.0 * max(float(extent), 5.0)))
+
+
 def _same(a: Any, b: Any) -> bool:
     return a is not None and b is not None and getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
 

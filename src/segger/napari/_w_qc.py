@@ -22,7 +22,7 @@ from segger import schema as S
 from segger.errors import SeggerInputError
 from segger.napari._common import SeggerWidget, add_row
 from segger.napari._plots import HistogramPlot
-from segger.napari._viewer import find_layer
+from segger.napari._viewer import find_layer, zoom_to
 from segger.napari.layers import LAYER_CELLS, LAYER_HIGHLIGHT, LAYER_TRANSCRIPTS
 from segger.progress import Progress
 from segger.validation import qc_rows
@@ -43,12 +43,7 @@ def zoom_to_cell(viewer, result, cell_id: str) -> None:
     if not len(yx):
         return
     lo, hi = yx.min(axis=0), yx.max(axis=0)
-    cam = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
-    cam.center = tuple((lo + hi) / 2)
-    real = getattr(viewer, "__wrapped__", viewer)
-    size = getattr(getattr(real, "canvas", None), "size", None) or (600, 800)
-    extent = float(max(np.max(hi - lo), 5.0))
-    cam.zoom = float(min(size[-2:]) / (3.0 * extent))
+    zoom_to(viewer, tuple((lo + hi) / 2), float(np.max(hi - lo)))
 
 
 def highlight_cell(viewer, result, cell_id: str) -> None:

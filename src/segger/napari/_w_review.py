@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 
 from segger import schema as S
 from segger.napari._state import get_state
-from segger.napari._viewer import find_layer
+from segger.napari._viewer import find_layer, set_face_colors, zoom_to
 from segger.napari.layers import LAYER_TRANSCRIPTS
 
 #: (column of the table frame, header)
@@ -138,14 +138,15 @@ def _ramp_legend(title: str, lo: float, hi: float, fmt: str = "{:.2f}") -> list[
     return [(_hex(c), fmt.format(s)) for c, s in zip(cols, stops)]
 
 
-def transcript_colors(result: pd.DataFrame, mode: str, cells: pd.DataFrame | None = None
-                      ) -> tuple[np.ndarray, str, list[tuple[str, str]]]:
-    """(RGBA per transcript, legend title, legend entries ``(hex colour, label)``) for ``mode``."""
+def transcript_colors(result: pd.DataFrame, mode: str, cells: pd.DataFrame | None = None,
+                      outline_index: dict | None = None) -> tuple[np.ndarray, str, list[tuple[str, str]]]:
+    """(RGBA per transcript, legend title, legend entries ``(hex colour, label)``) for ``mode``
+    (``cell``: each cell's outline colour when ``outline_index`` is given, as the Predict step)."""
     from segger.napari.layers._base import colors_by_key
     from segger.napari.layers.results import cell_colors_and_ids
 
     if mode == "cell":
-        colors, _ = cell_colors_and_ids(result[S.SEGGER_CELL_ID])
+        colors, _ = cell_colors_and_ids(result[S.SEGGER_CELL_ID], outline_index)
         return colors, "colour: cell", [("#808080", "unassigned"), ("", "one colour per cell")]
     if mode == "gene":
         genes = result[S.GENE].astype(str).reset_index(drop=True)
@@ -169,7 +170,21 @@ def transcript_colors(result: pd.DataFrame, mode: str, cells: pd.DataFrame | Non
     raise ValueError(f"colour mode must be one of {COLOR_MODES}, not {mode!r}")
 
 
+def _is_ramp(entries: list[tuple[str, str]]) -> bool:
+    try:
+        [float(label) for _, label in entries]
+    except ValueError:
+        return False
+    return len(entries) >= 3
+
+
 def legend_html(title: str, entries: list[tuple[str, str]]) -> str:
+    """The colour legend under "Colour transcripts by": a colour bar with its end values for a
+    continuous scale (score, QC metric), swatches with labels for categories (gene, cell)."""
+    if _is_ramp(entries):
+        cells = "".join(f"<td bgcolor='{col}' width='18'>&nbsp;</td>" for col, _ in entries)
+        return (f"<b>{title}</b><table cellspacing='0' cellpadding='0'><tr><td>{entries[0][1]}&nbsp;</td>"
+                f"{cells}<td>&nbsp;{entries[-1][1]}</td></tr></table>")
     items = []
     for col, label in entries:
         sw = f"<span style='color:{col}'>■</span> " if col else ""
@@ -407,16 +422,7 @@ class ReviewPanel(QWidget):
             if m.any():
                 xs, ys = result[S.X].to_numpy(float)[m], result[S.Y].to_numpy(float)[m]
                 extent = float(max(xs.max() - xs.min(), ys.max() - ys.min(), 5.0))
-        cam = self.viewer.camera
-        cam.center = self._world(float(y), float(x))
-        real = getattr(self.viewer, "__wrapped__", self.viewer)
-        size = None
-        try:
-            size = real.window._qt_viewer.canvas.size
-        except Exception:  # noqa: BLE001 - headless viewer
-            size = None
-        size = size or (600, 800)
-        cam.zoom = float(min(size[-2:]) / (3.0 * extent))
+        zoom_to(self.viewer, self._world(float(y), float(x)), extent)
 
     def select(self, cell_id: str, y: float, x: float) -> None:
         self.jump(y, x, cell_id)
@@ -507,8 +513,12 @@ class ReviewPanel(QWidget):
         if result is None or layer is None or len(layer.data) != len(result):
             self.legend.setText("")
             return
-        colors, title, entries = transcript_colors(result, mode, self.cells)
-        layer.face_color = colors
+        from segger.napari.layers import LAYER_CELLS, outline_index
+
+        cells_layer = find_layer(self.viewer, LAYER_CELLS)
+        colors, title, entries = transcript_colors(result, mode, self.cells,
+                                                   outline_index(cells_layer) if cells_layer is not None else None)
+        set_face_colors(layer, colors)
         self.legend.setText(legend_html(title, entries))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
