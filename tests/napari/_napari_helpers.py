@@ -66,6 +66,25 @@ def click_canvas(qtbot, viewer, yx, modifier=None):
     qtbot.mouseClick(canvas_widget(viewer), Qt.MouseButton.LeftButton, mod, world_to_canvas(viewer, yx))
 
 
+def move_canvas(qtbot, viewer, yx, buttons=None):
+    """A real mouse-move event on the canvas at world (y, x) µm, delivered to the widget.
+
+    ``qtbot.mouseMove`` moves the system cursor, which an offscreen or hidden window never sees;
+    a QMouseEvent sent to the canvas widget is what Qt itself delivers on a move. vispy drops
+    moves closer than 10 ms apart, so this waits 20 ms after each."""
+    from qtpy.QtCore import QEvent, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtWidgets import QApplication
+
+    w = canvas_widget(viewer)
+    pos = QPointF(world_to_canvas(viewer, yx))
+    btn = buttons if buttons is not None else Qt.MouseButton.NoButton
+    ev = QMouseEvent(QEvent.Type.MouseMove, pos, QPointF(w.mapToGlobal(pos.toPoint())), Qt.MouseButton.NoButton,
+                     btn, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(w, ev)
+    qtbot.wait(20)
+
+
 def key_canvas(qtbot, viewer, key, modifier=None):
     """A real key press on the canvas (napari's key bindings listen there)."""
     from qtpy.QtCore import Qt

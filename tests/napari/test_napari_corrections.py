@@ -463,3 +463,50 @@ def test_click_assign_finetune_updates_layers_on_real_data(make_napari_viewer_pr
     assert _cells(viewer2)[r] == target
     assert len(viewer2.layers[LAYER_CORRECTIONS].data) == 1
     assert not errors, errors
+
+
+def test_lasso_then_reassign_with_real_mouse_and_keys(make_napari_viewer_proxy, qtbot, errors, tmp_path):
+    """Issue 12 #8, a lasso "reassign to": Shift+P on the canvas, a freehand lasso drawn with the
+    mouse around part of cell2 (click, move, click), T and a click on a cell1 transcript, A."""
+    import shapely
+
+    from _napari_helpers import center_on, click_canvas, key_canvas, move_canvas
+
+    viewer, w, result = _toy_viewer(make_napari_viewer_proxy, tmp_path / "lasso.segger-corrections.csv")
+    real = getattr(viewer, "__wrapped__", viewer)
+    real.window._qt_viewer.canvas.size = (600, 800)
+    qtbot.mouseClick(w.mode_button, Qt.MouseButton.LeftButton)
+    assert w.active
+    layer = viewer.layers[LAYER_TRANSCRIPTS]
+    yx = np.asarray(layer.data, dtype=float)
+    center_on(viewer, (10.0, 20.0), zoom=18.0)
+    real.layers.selection.active = real.layers[LAYER_SELECTION]
+    key_canvas(qtbot, viewer, Qt.Key.Key_P, Qt.KeyboardModifier.ShiftModifier)
+    sel = viewer.layers[LAYER_SELECTION]
+    assert str(sel.mode) == "add_polygon_lasso"
+    # a lasso around the right half of cell2 (x 30..36, y 5..15 µm), drawn point by point
+    ring = [(5.0, 30.0), (5.0, 33.0), (5.0, 36.0), (10.0, 36.0), (15.0, 36.0), (15.0, 33.0), (15.0, 30.0),
+            (10.0, 30.0)]
+    click_canvas(qtbot, viewer, ring[0])
+    for p in ring[1:]:
+        move_canvas(qtbot, viewer, p)
+    click_canvas(qtbot, viewer, ring[-1])
+    assert len(sel.data) == 1
+    poly = shapely.Polygon(np.asarray(sel.data[0])[:, ::-1])
+    inside = np.flatnonzero(shapely.contains_xy(poly, yx[:, 1], yx[:, 0]))
+    assert len(inside) > 5
+    np.testing.assert_array_equal(w.selection_rows(), inside)
+    # T, then a click on a transcript of cell1 picks the target (the lasso tool does not draw it)
+    cells = _cells(viewer)
+    t = int(np.flatnonzero(cells == "cell1")[0])
+    key_canvas(qtbot, viewer, Qt.Key.Key_T)
+    center_on(viewer, yx[t], zoom=40.0)
+    click_canvas(qtbot, viewer, yx[t])
+    assert w.target == "cell1", w.panel.status.text()
+    assert len(viewer.layers[LAYER_SELECTION].data) == 1  # no second lasso was started
+    key_canvas(qtbot, viewer, Qt.Key.Key_A)
+    assert not errors, errors
+    cells = _cells(viewer)
+    assert (cells[inside] == "cell1").all()
+    assert (cells[np.setdiff1d(np.flatnonzero(result[S.SEGGER_CELL_ID] == "cell2"), inside)] == "cell2").all()
+    assert len(w.store) == len(inside)

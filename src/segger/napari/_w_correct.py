@@ -480,7 +480,11 @@ class CorrectWidget(SeggerWidget):
         self._selection_changed()
 
     def start_pick_target(self) -> None:
-        """The next click picks the target cell (button / T)."""
+        """The next click picks the target cell (button / T). A drawing tool of ``segger selection``
+        (lasso, rectangle, …) is put down first, so the click picks instead of drawing."""
+        sel = find_layer(self.viewer, LAYER_SELECTION)
+        if sel is not None and str(sel.mode) != "pan_zoom":
+            sel.mode = "pan_zoom"
         self.session.start_pick_target()
         self._update_labels()
 
