@@ -175,3 +175,40 @@ def test_a_view_over_the_limit_is_refused_in_one_line(make_napari_viewer_proxy, 
     # no rectangle drawn yet: a one-line hint, nothing loaded
     click_button(qtbot, w.load_rect_button)
     assert "draw a rectangle" in errors[-1] and _layer(viewer, "segger transcripts") is None
+
+
+def test_many_outlines_become_the_same_labels_raster_faster(tiled_output, monkeypatch):
+    """Above MAX_SHAPES the region's outlines are rasterize_polygons' Labels raster, pixel for pixel,
+    painted by one vectorised scanline pass."""
+    import segger.napari.layers as L
+    from segger.napari._w_region import outlines_to_layer
+    from segger.napari.layers.shapes import rasterize_polygons
+
+    _, _, bounds = tiled_output
+    monkeypatch.setattr(L, "MAX_SHAPES", 50)
+    labels, kw, kind = outlines_to_layer(bounds, metadata={"whole_slide": True})
+    assert kind == "labels" and kw["name"] == "segger cells" and kw["metadata"]["segger"]["whole_slide"]
+    ref, scale, translate = rasterize_polygons(bounds[S.GEOMETRY].to_numpy())
+    assert labels.shape == ref.shape and kw["scale"] == scale and np.allclose(kw["translate"], translate)
+    assert labels.dtype == ref.dtype and np.array_equal(labels, ref)
+    assert len(np.unique(labels)) == len(bounds) + 1  # every cell painted
+    feats = kw["features"]
+    assert list(feats["cell_id"][1:]) == list(bounds["cell_id"]) and "area_um2" in feats.columns
+
+
+def test_the_scanline_raster_matches_skimage_on_awkward_polygons():
+    from segger.napari._w_region import _paint_polygons
+    from segger.napari.layers.shapes import rasterize_polygons
+
+    geoms = np.array([
+        shapely.box(0, 0, 10, 10),
+        shapely.box(5.2, 5.3, 14.7, 12.1),  # overlaps the first: the later one wins
+        shapely.Polygon([(20, 0), (30, 0), (30, 10), (20, 10)], [[(23, 3), (27, 3), (27, 7), (23, 7)]]),  # hole
+        shapely.MultiPolygon([shapely.box(0, 20, 2, 22), shapely.box(5, 20, 12, 27)]),  # the largest part
+        shapely.Polygon([(40, 0), (50, 5), (40, 10), (44, 5)]),  # concave
+        shapely.Point(0, 0).buffer(3.3, quad_segs=16).union(shapely.box(1, 1, 1.2, 9)),
+    ], dtype=object)
+    for ps in (0.5, 0.37):
+        ref, scale, translate = rasterize_polygons(geoms, pixel_size=ps)
+        labels, s2, t2 = _paint_polygons(geoms, ps)
+        assert s2 == scale and np.allclose(t2, translate) and np.array_equal(labels, ref)

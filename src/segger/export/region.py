@@ -2,7 +2,8 @@
 
 :class:`RegionSource` opens a segger output folder (or its transcripts parquet) once: the parquet
 metadata, the x/y statistics of every row group (the out-of-core writer puts each tile in its own row
-group, :func:`write_tiled_transcripts`) and, when the folder has one, the outlines file. Then
+group, :func:`write_tiled_transcripts`) and, when the folder has one, the outlines file (read once in a
+background thread: every outline's bounds, the geometries kept as WKB, :class:`OutlineIndex`). Then
 :meth:`RegionSource.load` returns the transcripts (as the result table, :mod:`segger.schema` names) and
 the cell outlines of a box ``(x0, y0, x1, y1)`` µm, reading only the row groups whose statistics meet
 the box and then keeping exactly the rows with ``x0 <= x < x1`` and ``y0 <= y < y1``; an outline is
@@ -10,14 +11,17 @@ kept when it meets the box. A region holding more than ``max_transcripts`` trans
 with a one-line error (:class:`RegionTooLargeError`) before its rows are read.
 
 :func:`segger.export.read_transcripts_region` and :func:`segger.export.read_boundaries_region` are this
-class used once. No Qt / napari import: the napari *Whole-slide region* widget calls it in a worker.
+class used once. Text columns are read as parquet dictionaries (a region costs their codes, not one Python
+string a row). No Qt / napari import: the napari *Whole-slide region* widget calls it in a worker.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from concurrent.futures import Future
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,12 +63,13 @@ class RegionSource:
     ``path``: a segger output folder (``segger_transcripts.parquet`` and, when present,
     ``segger_boundaries.parquet``) or a transcripts parquet written by
     :func:`segger.export.write_transcripts` / the out-of-core writer. ``boundaries``: another outlines
-    file (``False``: none; a transcripts file given alone has none). Opening reads the parquet footer only; the outlines are indexed (their
-    bounds computed) on the first :meth:`load` that wants them.
+    file (``False``: none; a transcripts file given alone has none). Opening reads the parquet footer
+    and starts indexing the outlines file in a background thread (``prefetch_outlines``; else the first
+    :meth:`load` starts it, and reads the transcripts meanwhile).
     """
 
     def __init__(self, path: str | os.PathLike, *, boundaries: str | os.PathLike | bool | None = None,
-                 max_transcripts: int = MAX_REGION_TRANSCRIPTS) -> None:
+                 max_transcripts: int = MAX_REGION_TRANSCRIPTS, prefetch_outlines: bool = True) -> None:
         import pyarrow.parquet as pq
 
         from segger.utils.outdir import BOUNDARIES_FILE, LEGACY_BOUNDARIES_FILE, TRANSCRIPTS_FILE
@@ -89,7 +94,13 @@ class RegionSource:
         self.last_stats: dict[str, Any] = {}
 
         t = time.perf_counter()
-        self._pf = pq.ParquetFile(tx)
+        import pyarrow as pa
+
+        names0 = pq.read_schema(tx)
+        # text columns (gene, cell ids, assignment) read as dictionaries: a region's rows then cost their
+        # integer codes, not one Python string each (they come back as pandas categoricals)
+        self.text_columns = [f.name for f in names0 if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        self._pf = pq.ParquetFile(tx, read_dictionary=self.text_columns)
         from segger.export.writers import _layout_of
 
         self.layout = _layout_of(tx)
@@ -119,8 +130,10 @@ class RegionSource:
             if sx is not None and sy is not None and sx.has_min_max and sy.has_min_max:
                 bounds[g] = (sx.min * self.scale, sy.min * self.scale, sx.max * self.scale, sy.max * self.scale)
         self.group_bounds = bounds
-        self._outlines: OutlineIndex | None = None
+        self._outlines: Future | None = None
         self.open_seconds = time.perf_counter() - t
+        if prefetch_outlines:
+            self._index_outlines()
 
     # ---------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -190,16 +203,39 @@ class RegionSource:
 
             raw = tidy_platform_table(raw, self.layout["platform"], self.transcripts_path,
                                       self.layout.get("pixel_size"))
-        return raw.reset_index(drop=True), {"row_groups_read": int(len(groups)), "row_groups": self.n_row_groups}
+        return raw, {"row_groups_read": int(len(groups)), "row_groups": self.n_row_groups}
 
     # --- outlines ------------------------------------------------------------------------------
+    def _index_outlines(self) -> Future | None:
+        """The outlines file indexed once, in a background thread (reading and decoding a slide's
+        outlines takes seconds; the transcripts are read meanwhile)."""
+        if self._outlines is None and self.boundaries_path is not None:
+            fut: Future = Future()
+            path = self.boundaries_path
+
+            def work() -> None:
+                t = time.perf_counter()
+                try:
+                    index = OutlineIndex(path)
+                    index.seconds = time.perf_counter() - t
+                    fut.set_result(index)
+                except BaseException as exc:  # noqa: BLE001 - handed to the reader of the future
+                    fut.set_exception(exc)
+
+            threading.Thread(target=work, name="segger-outline-index", daemon=True).start()
+            self._outlines = fut
+        return self._outlines
+
+    @property
+    def outlines(self) -> OutlineIndex | None:
+        """The :class:`OutlineIndex` of the outlines file (waits for it), ``None`` without one."""
+        fut = self._index_outlines()
+        return None if fut is None else fut.result()
+
     def read_outlines(self, bbox: Iterable[float]) -> pd.DataFrame | None:
         """The outlines meeting the box (:meth:`OutlineIndex.read`), or ``None`` without an outlines file."""
-        if self.boundaries_path is None:
-            return None
-        if self._outlines is None:
-            self._outlines = OutlineIndex(self.boundaries_path)
-        return self._outlines.read(bbox)
+        index = self.outlines
+        return None if index is None else index.read(bbox)
 
     # ---------------------------------------------------------------------------------------
     def load(self, bbox: Iterable[float]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -207,6 +243,7 @@ class RegionSource:
         meeting it (``None`` without an outlines file). Raises :class:`RegionTooLargeError` over
         ``max_transcripts``. :attr:`last_stats` tells the row groups read and the seconds taken."""
         box = _box(bbox)
+        self._index_outlines()  # in the background while the transcripts are read
         t = time.perf_counter()
         tx, stats = self.read_transcripts(box)
         t_tx = time.perf_counter() - t
@@ -214,7 +251,8 @@ class RegionSource:
         outlines = self.read_outlines(box)
         self.last_stats = {**stats, "bbox": list(box), "n_transcripts": int(len(tx)),
                            "n_outlines": None if outlines is None else int(len(outlines)),
-                           "transcripts_s": t_tx, "outlines_s": time.perf_counter() - t}
+                           "transcripts_s": t_tx, "outlines_s": time.perf_counter() - t,
+                           "outline_index_s": None if outlines is None else self.outlines.seconds}
         return tx, outlines
 
 
@@ -228,6 +266,7 @@ class OutlineIndex:
         import shapely
 
         self.path = Path(path)
+        self.seconds: float | None = None  # to read and index the file (set by RegionSource)
         table = pq.read_table(self.path)
         self.columns = list(table.column_names)
         if schema.GEOMETRY not in table.column_names:  # the vertex layout: decoded whole, once
@@ -238,10 +277,10 @@ class OutlineIndex:
             self.wkb = None
             self.bounds = shapely.bounds(self.frame[schema.GEOMETRY].to_numpy()).reshape(-1, 4)
             return
-        self.wkb = table.column(schema.GEOMETRY)
+        self.wkb = table.column(schema.GEOMETRY).combine_chunks()
         n = table.num_rows
         self.bounds = np.empty((n, 4))
-        for s in range(0, n, _WKB_CHUNK):
+        for s in range(0, n, _WKB_CHUNK):  # decoded in chunks for their bounds, then dropped
             part = self.wkb.slice(s, _WKB_CHUNK).to_numpy(zero_copy_only=False)
             self.bounds[s:s + len(part)] = shapely.bounds(shapely.from_wkb(part))
         self.frame = table.drop_columns([schema.GEOMETRY]).to_pandas()
