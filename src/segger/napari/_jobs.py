@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable, Generator, Iterable
 
 from qtpy.QtCore import QObject, Signal
@@ -25,6 +26,9 @@ from segger.progress import Progress
 
 log = logging.getLogger("segger.napari")
 
+
+#: the napari activity bar is updated at most this often (our own panel bar on every event)
+PBAR_INTERVAL_S = 0.25
 
 class _Cancelled:
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
@@ -151,6 +155,7 @@ class Job(QObject):
         self.panel.bar.setRange(0, 0)  # busy until the first event gives a total
         self.panel.status.setText(f"{desc}…")
         self.pbar = progress(total=total or 0, desc=desc)
+        self._pbar_shown = 0.0
         self._desc = desc
 
         worker = create_worker(_drive, factory, self._cancel, _ignore_errors=True, _start_thread=False)
@@ -212,6 +217,10 @@ class Job(QObject):
         pbar = self.pbar
         if pbar is None:
             return
+        now = time.perf_counter()
+        if now - self._pbar_shown < PBAR_INTERVAL_S and not (ev.total and ev.step >= ev.total):
+            return  # napari's activity bar redraws its dock on every update: at most 4 per second
+        self._pbar_shown = now
         if ev.message:
             pbar.set_description(f"{self._desc}: {ev.message}"[:80])
         if ev.total and self.pbar is pbar:
