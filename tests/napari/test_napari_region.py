@@ -177,18 +177,15 @@ def test_a_view_over_the_limit_is_refused_in_one_line(make_napari_viewer_proxy, 
     assert "draw a rectangle" in errors[-1] and _layer(viewer, "segger transcripts") is None
 
 
-def test_many_outlines_become_the_same_labels_raster_faster(tiled_output, monkeypatch):
+def test_many_outlines_become_the_same_labels_raster_faster(tiled_output):
     """Above MAX_SHAPES the region's outlines are rasterize_polygons' Labels raster, pixel for pixel,
     painted by one vectorised scanline pass."""
-    import segger.napari.layers as L
     from segger.napari._w_region import outlines_to_layer
-    from segger.napari.layers.shapes import rasterize_polygons
 
     _, _, bounds = tiled_output
-    monkeypatch.setattr(L, "MAX_SHAPES", 50)
-    labels, kw, kind = outlines_to_layer(bounds, metadata={"whole_slide": True})
+    labels, kw, kind = outlines_to_layer(bounds, metadata={"whole_slide": True}, max_shapes=50)
     assert kind == "labels" and kw["name"] == "segger cells" and kw["metadata"]["segger"]["whole_slide"]
-    ref, scale, translate = rasterize_polygons(bounds[S.GEOMETRY].to_numpy())
+    ref, scale, translate = _skimage_raster(bounds[S.GEOMETRY].to_numpy(), 0.5)
     assert labels.shape == ref.shape and kw["scale"] == scale and np.allclose(kw["translate"], translate)
     assert labels.dtype == ref.dtype and np.array_equal(labels, ref)
     assert len(np.unique(labels)) == len(bounds) + 1  # every cell painted
@@ -196,8 +193,26 @@ def test_many_outlines_become_the_same_labels_raster_faster(tiled_output, monkey
     assert list(feats["cell_id"][1:]) == list(bounds["cell_id"]) and "area_um2" in feats.columns
 
 
+def _skimage_raster(geoms, pixel_size):
+    """The reference: one skimage.draw.polygon per polygon exterior (the raster before the scanline pass)."""
+    from skimage.draw import polygon as draw_polygon
+
+    from segger.napari.layers.shapes import _largest_polygon, polygons_to_yx
+
+    rings = polygons_to_yx(geoms)
+    valid = [i for i, g in enumerate(geoms) if _largest_polygon(g) is not None]
+    allv = np.concatenate(rings)
+    y0, x0 = np.floor(allv.min(axis=0) / pixel_size) * pixel_size - pixel_size
+    y1, x1 = allv.max(axis=0) + pixel_size
+    shape = (int(np.ceil((y1 - y0) / pixel_size)) + 1, int(np.ceil((x1 - x0) / pixel_size)) + 1)
+    labels = np.zeros(shape, dtype=np.uint32)
+    for label_index, ring in zip(valid, rings):
+        rr, cc = draw_polygon((ring[:, 0] - y0) / pixel_size - 0.5, (ring[:, 1] - x0) / pixel_size - 0.5, shape)
+        labels[rr, cc] = label_index + 1
+    return labels, (pixel_size, pixel_size), (float(y0) + pixel_size / 2, float(x0) + pixel_size / 2)
+
+
 def test_the_scanline_raster_matches_skimage_on_awkward_polygons():
-    from segger.napari._w_region import _paint_polygons
     from segger.napari.layers.shapes import rasterize_polygons
 
     geoms = np.array([
@@ -209,6 +224,6 @@ def test_the_scanline_raster_matches_skimage_on_awkward_polygons():
         shapely.Point(0, 0).buffer(3.3, quad_segs=16).union(shapely.box(1, 1, 1.2, 9)),
     ], dtype=object)
     for ps in (0.5, 0.37):
-        ref, scale, translate = rasterize_polygons(geoms, pixel_size=ps)
-        labels, s2, t2 = _paint_polygons(geoms, ps)
+        ref, scale, translate = _skimage_raster(geoms, ps)
+        labels, s2, t2 = rasterize_polygons(geoms, pixel_size=ps)
         assert s2 == scale and np.allclose(t2, translate) and np.array_equal(labels, ref)

@@ -79,32 +79,81 @@ def fast_triangulation() -> str:
     return str(current)
 
 
+def _exterior_rings(geoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(coords (K, 2) float32 y, x; ring of each vertex; geometry index of each ring)`` of each
+    polygon's exterior ring (a multipolygon: its largest part, as ``polygons_to_yx``); vectorised."""
+    import shapely
+
+    geoms = np.asarray(geoms, dtype=object)
+    kind = shapely.get_type_id(geoms)
+    polys = geoms.copy()
+    other = np.flatnonzero(kind != 3)
+    for i in other:  # multipolygons / collections: the largest polygon part (few)
+        polys[i] = _largest_polygon(geoms[i])
+    ok = np.array([p is not None for p in polys], dtype=bool) if len(other) else \
+        ~shapely.is_missing(polys) & ~shapely.is_empty(polys)
+    keep = np.flatnonzero(ok)
+    coords, ring = shapely.get_coordinates(shapely.get_exterior_ring(polys[keep]), return_index=True)
+    return coords[:, ::-1].astype(np.float32), ring, keep
+
+
+def _paint_polygons(geoms, pixel_size: float):
+    """:func:`rasterize_polygons`' raster (a pixel is painted when its centre is inside, a later
+    polygon wins), painted by one vectorised even-odd scanline pass over every edge instead of one
+    ``skimage.draw.polygon`` call per polygon (~1 ms each: seconds for the ~5 k cells of a 1 mm²
+    region); pixel for pixel the same as skimage's (tests)."""
+    yx, ring, keep = _exterior_rings(geoms)
+    if len(yx) == 0:
+        return np.zeros((1, 1), dtype=np.uint32), (pixel_size, pixel_size), (0.0, 0.0)
+    y0, x0 = np.floor(yx.min(axis=0) / pixel_size) * pixel_size - pixel_size
+    y1, x1 = yx.max(axis=0) + pixel_size
+    shape = (int(np.ceil((y1 - y0) / pixel_size)) + 1, int(np.ceil((x1 - x0) / pixel_size)) + 1)
+    r = (yx[:, 0] - y0) / pixel_size - 0.5  # pixel-centre coordinates, as skimage's
+    c = (yx[:, 1] - x0) / pixel_size - 0.5
+    # each vertex to the next of its ring (the last back to the first): the edges
+    n = np.bincount(ring, minlength=int(ring.max()) + 1)
+    first = np.cumsum(n) - n
+    nxt = np.arange(len(r)) + 1
+    ends = first[n > 0] + n[n > 0] - 1
+    nxt[ends] = first[n > 0]
+    ra, ca, rb, cb = r, c, r[nxt], c[nxt]
+    # an edge crosses the pixel-centre rows k with min <= k < max (half-open: a vertex counts once)
+    k0 = np.ceil(np.minimum(ra, rb)).astype(np.int64)
+    cnt = np.maximum(np.ceil(np.maximum(ra, rb)).astype(np.int64) - k0, 0)
+    e = np.repeat(np.arange(len(r)), cnt)
+    row = k0[e] + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    xc = ca[e] + (row - ra[e]) / (rb[e] - ra[e]) * (cb[e] - ca[e])
+    poly = ring[e]
+    order = np.lexsort((xc, row, poly))
+    poly, row, xc = poly[order], row[order], xc[order]
+    # crossings pair up per (polygon, row): pixels with xa <= column < xb are inside
+    poly, row, xa, xb = poly[0::2], row[0::2], xc[0::2], xc[1::2]
+    c0 = np.maximum(np.ceil(xa).astype(np.int64), 0)
+    c1 = np.minimum(np.ceil(xb).astype(np.int64), shape[1])
+    ok = (row >= 0) & (row < shape[0]) & (c1 > c0)
+    poly, row, c0, c1 = poly[ok], row[ok], c0[ok], c1[ok]
+    w = c1 - c0
+    span = np.repeat(np.arange(len(w)), w)
+    flat = row[span] * shape[1] + c0[span] + (np.arange(int(w.sum())) - np.repeat(np.cumsum(w) - w, w))
+    label = (keep[poly[span]] + 1).astype(np.uint32)
+    out = np.zeros(shape[0] * shape[1], dtype=np.uint32)
+    # labels grow with the polygon index: the largest label at a pixel is the polygon painted last
+    o = np.argsort(flat, kind="stable")
+    flat, label = flat[o], label[o]
+    last = np.r_[flat[1:] != flat[:-1], True]
+    out[flat[last]] = label[last]
+    return out.reshape(shape), (pixel_size, pixel_size), (float(y0) + pixel_size / 2, float(x0) + pixel_size / 2)
+
+
 def rasterize_polygons(
     geoms: Sequence[Any], pixel_size: float = RASTER_PIXEL_UM
 ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
-    """Paint polygons (µm) into a uint32 label image; label i+1 = polygon i, 0 = background.
+    """Paint polygons (µm) into a uint32 label image; label i+1 = polygon i, 0 = background (a
+    multipolygon: its largest part; holes are not cut out).
 
     Returns (labels, scale, translate) such that pixel centres map onto µm in napari.
     """
-    from skimage.draw import polygon as draw_polygon
-
-    rings = polygons_to_yx(geoms)
-    valid = [i for i, g in enumerate(geoms) if _largest_polygon(g) is not None]
-    if not rings:
-        return np.zeros((1, 1), dtype=np.uint32), (pixel_size, pixel_size), (0.0, 0.0)
-    allv = np.concatenate(rings)
-    y0, x0 = np.floor(allv.min(axis=0) / pixel_size) * pixel_size - pixel_size
-    y1, x1 = allv.max(axis=0) + pixel_size
-    shape = (int(np.ceil((y1 - y0) / pixel_size)) + 1, int(np.ceil((x1 - x0) / pixel_size)) + 1)
-    labels = np.zeros(shape, dtype=np.uint32)
-    for label_index, ring in zip(valid, rings):
-        rr, cc = draw_polygon(
-            (ring[:, 0] - y0) / pixel_size - 0.5, (ring[:, 1] - x0) / pixel_size - 0.5, shape
-        )
-        labels[rr, cc] = label_index + 1
-    # pixel (i, j) covers [y0 + i*ps, y0 + (i+1)*ps): its centre is the napari pixel coordinate
-    translate = (float(y0) + pixel_size / 2, float(x0) + pixel_size / 2)
-    return labels, (pixel_size, pixel_size), translate
+    return _paint_polygons(np.asarray(list(geoms), dtype=object), pixel_size)
 
 
 # --------------------------------------------------------------------------------------------
