@@ -29,6 +29,8 @@ log = logging.getLogger("segger.napari")
 
 #: the napari activity bar is updated at most this often (our own panel bar on every event)
 PBAR_INTERVAL_S = 0.25
+#: the panel's own bar and status line: at most this often within one stage
+PANEL_INTERVAL_S = 0.1
 
 class _Cancelled:
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
@@ -155,7 +157,8 @@ class Job(QObject):
         self.panel.bar.setRange(0, 0)  # busy until the first event gives a total
         self.panel.status.setText(f"{desc}…")
         self.pbar = progress(total=total or 0, desc=desc)
-        self._pbar_shown = 0.0
+        self._pbar_shown = self._panel_shown = 0.0
+        self._stage = None
         self._desc = desc
 
         worker = create_worker(_drive, factory, self._cancel, _ignore_errors=True, _start_thread=False)
@@ -207,18 +210,25 @@ class Job(QObject):
     def _show(self, ev: Progress) -> None:
         # widget first, napari's bar last: updating the napari bar may process pending events,
         # so the job's ``returned``/``finished`` can run re-entrantly inside ``pbar.update``.
+        now = time.perf_counter()
+        last = bool(ev.total and ev.step >= ev.total)
+        text = f"{self._desc}: {ev.message}" if ev.message else None
+        # each update relays out the panel (and napari's activity dock): at most PANEL_INTERVAL_S
+        # apart, except a new stage's first message and the last step
+        if not last and now - self._panel_shown < PANEL_INTERVAL_S and ev.stage == self._stage:
+            return
+        self._panel_shown, self._stage = now, ev.stage
         bar = self.panel.bar
         if ev.total:
             if bar.maximum() != ev.total:
                 bar.setRange(0, int(ev.total))
             bar.setValue(int(min(ev.step, ev.total)))
-        if ev.message:
-            self.panel.status.setText(f"{self._desc}: {ev.message}")
+        if text is not None and self.panel.status.text() != text:
+            self.panel.status.setText(text)
         pbar = self.pbar
         if pbar is None:
             return
-        now = time.perf_counter()
-        if now - self._pbar_shown < PBAR_INTERVAL_S and not (ev.total and ev.step >= ev.total):
+        if now - self._pbar_shown < PBAR_INTERVAL_S and not last:
             return  # napari's activity bar redraws its dock on every update: at most 4 per second
         self._pbar_shown = now
         if ev.message:
