@@ -2,13 +2,17 @@
 
 :class:`RegionSource` opens a segger output folder (or its transcripts parquet) once: the parquet
 metadata, the x/y statistics of every row group (the out-of-core writer puts each tile in its own row
-group, :func:`write_tiled_transcripts`) and, when the folder has one, the outlines file (read once in a
-background thread: every outline's bounds, the geometries kept as WKB, :class:`OutlineIndex`). Then
-:meth:`RegionSource.load` returns the transcripts (as the result table, :mod:`segger.schema` names) and
-the cell outlines of a box ``(x0, y0, x1, y1)`` µm, reading only the row groups whose statistics meet
-the box and then keeping exactly the rows with ``x0 <= x < x1`` and ``y0 <= y < y1``; an outline is
-kept when it meets the box. A region holding more than ``max_transcripts`` transcripts is refused
-with a one-line error (:class:`RegionTooLargeError`) before its rows are read.
+group, :func:`write_tiled_transcripts`) and, when the folder has one, the outlines file's footer: the
+writer (:func:`segger.export.write_boundaries`) puts the outlines in row groups by a spatial grid with
+each outline's bounding box in ``minx, miny, maxx, maxy`` columns, whose row-group statistics say which
+row groups meet a box (:class:`OutlineRegions`). Then :meth:`RegionSource.load` returns the transcripts
+(as the result table, :mod:`segger.schema` names) and the cell outlines of a box ``(x0, y0, x1, y1)`` µm,
+reading only the row groups whose statistics meet the box and then keeping exactly the rows with
+``x0 <= x < x1`` and ``y0 <= y < y1``; an outline is kept when it meets the box. A region holding more
+than ``max_transcripts`` transcripts is refused with a one-line error (:class:`RegionTooLargeError`)
+before its rows are read. An outlines file without the bounds columns (the vertex layout, or written
+before them) is read once in a background thread instead, every outline's bounds computed
+(:class:`OutlineIndex`).
 
 :func:`segger.export.read_transcripts_region` and :func:`segger.export.read_boundaries_region` are this
 class used once. Text columns are read as parquet dictionaries (a region costs their codes, not one Python
@@ -32,8 +36,9 @@ import pandas as pd
 from segger import schema
 from segger.errors import SeggerInputError
 
-__all__ = ["MAX_REGION_TRANSCRIPTS", "OutlineIndex", "RegionSource", "RegionTooLargeError", "read_boundaries_region",
-           "read_transcripts_region", "split_tiles", "write_tiled_transcripts"]
+__all__ = ["MAX_REGION_TRANSCRIPTS", "OutlineIndex", "OutlineRegions", "RegionSource", "RegionTooLargeError",
+           "open_outlines", "read_boundaries_region", "read_transcripts_region", "split_tiles",
+           "write_tiled_transcripts"]
 
 #: the most transcripts one :meth:`RegionSource.load` returns (napari draws ~2 M points smoothly)
 MAX_REGION_TRANSCRIPTS = 2_000_000
@@ -63,9 +68,10 @@ class RegionSource:
     ``path``: a segger output folder (``segger_transcripts.parquet`` and, when present,
     ``segger_boundaries.parquet``) or a transcripts parquet written by
     :func:`segger.export.write_transcripts` / the out-of-core writer. ``boundaries``: another outlines
-    file (``False``: none; a transcripts file given alone has none). Opening reads the parquet footer
-    and starts indexing the outlines file in a background thread (``prefetch_outlines``; else the first
-    :meth:`load` starts it, and reads the transcripts meanwhile).
+    file (``False``: none; a transcripts file given alone has none). Opening reads the parquet footers
+    (the outlines file's too, :class:`OutlineRegions`); an outlines file without per-outline bounds is
+    indexed in a background thread from open (``prefetch_outlines``; else the first :meth:`load` starts
+    it, and reads the transcripts meanwhile).
     """
 
     def __init__(self, path: str | os.PathLike, *, boundaries: str | os.PathLike | bool | None = None,
@@ -207,11 +213,19 @@ class RegionSource:
 
     # --- outlines ------------------------------------------------------------------------------
     def _index_outlines(self) -> Future | None:
-        """The outlines file indexed once, in a background thread (reading and decoding a slide's
-        outlines takes seconds; the transcripts are read meanwhile)."""
+        """The outlines file opened once: its footer when it is region-readable (:class:`OutlineRegions`),
+        else indexed in a background thread (reading and decoding a slide's outlines takes seconds; the
+        transcripts are read meanwhile)."""
         if self._outlines is None and self.boundaries_path is not None:
             fut: Future = Future()
             path = self.boundaries_path
+            t = time.perf_counter()
+            regions = OutlineRegions.open(path)
+            if regions is not None:
+                regions.seconds = time.perf_counter() - t
+                fut.set_result(regions)
+                self._outlines = fut
+                return fut
 
             def work() -> None:
                 t = time.perf_counter()
@@ -227,13 +241,15 @@ class RegionSource:
         return self._outlines
 
     @property
-    def outlines(self) -> OutlineIndex | None:
-        """The :class:`OutlineIndex` of the outlines file (waits for it), ``None`` without one."""
+    def outlines(self) -> OutlineRegions | OutlineIndex | None:
+        """The outlines file opened for region reads (:class:`OutlineRegions`, or the
+        :class:`OutlineIndex` of a file without bounds columns: waits for it), ``None`` without one."""
         fut = self._index_outlines()
         return None if fut is None else fut.result()
 
     def read_outlines(self, bbox: Iterable[float]) -> pd.DataFrame | None:
-        """The outlines meeting the box (:meth:`OutlineIndex.read`), or ``None`` without an outlines file."""
+        """The outlines meeting the box (:meth:`OutlineRegions.read` / :meth:`OutlineIndex.read`), or
+        ``None`` without an outlines file."""
         index = self.outlines
         return None if index is None else index.read(bbox)
 
@@ -252,8 +268,98 @@ class RegionSource:
         self.last_stats = {**stats, "bbox": list(box), "n_transcripts": int(len(tx)),
                            "n_outlines": None if outlines is None else int(len(outlines)),
                            "transcripts_s": t_tx, "outlines_s": time.perf_counter() - t,
-                           "outline_index_s": None if outlines is None else self.outlines.seconds}
+                           "outline_index_s": None if outlines is None else self.outlines.seconds,
+                           "outline_row_groups_read": None if outlines is None else self.outlines.last_row_groups_read,
+                           "outline_row_groups": None if outlines is None else self.outlines.n_row_groups}
         return tx, outlines
+
+
+class OutlineRegions:
+    """A WKB outlines file with per-outline bounds columns (:func:`segger.export.write_boundaries`: the
+    outlines in row groups by a spatial grid, ``minx, miny, maxx, maxy`` µm each) read by region: opening
+    reads the footer (each row group's bounds from the columns' statistics); :meth:`read` reads only the
+    row groups meeting the box, keeps the rows whose bounds meet it and decodes only their geometries.
+    :meth:`open` returns ``None`` for a file without the bounds columns (read it with :class:`OutlineIndex`)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import pyarrow.parquet as pq
+
+        from segger.export.writers import OUTLINE_BOUNDS_COLUMNS, OUTLINE_LAYOUT_KEY
+
+        self.path = Path(path)
+        self.seconds: float | None = None  # to open the file (set by RegionSource)
+        self._pf = pq.ParquetFile(self.path)
+        arrow = self._pf.schema_arrow
+        self.columns = list(arrow.names)
+        if OUTLINE_LAYOUT_KEY not in (arrow.metadata or {}) or schema.GEOMETRY not in self.columns or \
+                not set(OUTLINE_BOUNDS_COLUMNS) <= set(self.columns):
+            raise SeggerInputError(f"{self.path}: no per-outline bounds columns {list(OUTLINE_BOUNDS_COLUMNS)} "
+                                   "to read by region (read it with OutlineIndex)")
+        self.bounds_columns = list(OUTLINE_BOUNDS_COLUMNS)
+        md = self._pf.metadata
+        self.n_rows, self.n_row_groups = int(md.num_rows), int(md.num_row_groups)
+        # per row group: (min minx, min miny, max maxx, max maxy) µm of its statistics (NaN: none, always read)
+        leaf = {md.schema.column(i).path: i for i in range(md.num_columns)}
+        cols = [leaf[c] for c in self.bounds_columns]
+        bounds = np.full((self.n_row_groups, 4), np.nan)
+        for g in range(self.n_row_groups):
+            rg = md.row_group(g)
+            for k, i in enumerate(cols):
+                st = rg.column(i).statistics
+                if st is not None and st.has_min_max:
+                    bounds[g, k] = st.min if k < 2 else st.max
+        self.group_bounds = bounds
+        self.last_row_groups_read: int | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> OutlineRegions | None:
+        """The file opened for region reads, or ``None`` when it has no per-outline bounds columns."""
+        try:
+            return cls(path)
+        except SeggerInputError:
+            return None
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def row_groups(self, bbox: Iterable[float]) -> np.ndarray:
+        """Indices of the row groups whose outlines' bounds may meet the box (and of those without statistics)."""
+        x0, y0, x1, y1 = _box(bbox)
+        b = self.group_bounds
+        meet = (b[:, 2] >= x0) & (b[:, 0] <= x1) & (b[:, 3] >= y0) & (b[:, 1] <= y1)
+        return np.flatnonzero(meet | np.isnan(b).any(axis=1))
+
+    def read(self, bbox: Iterable[float]) -> pd.DataFrame:
+        """The outlines (``cell_id`` as str, ``geometry`` as shapely polygons and the file's other
+        columns, in file order) that meet the box ``(x0, y0, x1, y1)`` µm."""
+        import shapely
+
+        x0, y0, x1, y1 = _box(bbox)
+        groups = self.row_groups((x0, y0, x1, y1))
+        self.last_row_groups_read = int(len(groups))
+        pf = self._pf
+        table = pf.read_row_groups(groups.tolist()) if len(groups) else pf.schema_arrow.empty_table()
+        b = [table.column(c).to_numpy(zero_copy_only=False).astype(float, copy=False) for c in self.bounds_columns]
+        with np.errstate(invalid="ignore"):
+            table = table.filter((b[2] >= x0) & (b[0] <= x1) & (b[3] >= y0) & (b[1] <= y1))
+        wkb = table.column(schema.GEOMETRY).to_numpy(zero_copy_only=False)
+        frame = table.drop_columns([schema.GEOMETRY]).to_pandas()
+        frame[schema.GEOMETRY] = shapely.from_wkb(wkb) if len(wkb) else np.array([], dtype=object)
+        frame = frame[self.columns]
+        if "cell_id" in frame.columns:
+            frame["cell_id"] = frame["cell_id"].astype(str)
+        if len(frame) == 0:
+            return frame
+        keep = shapely.intersects(np.asarray(frame[schema.GEOMETRY].to_numpy(), dtype=object),
+                                  shapely.box(x0, y0, x1, y1))
+        return frame.loc[keep].reset_index(drop=True)
+
+
+def open_outlines(path: str | os.PathLike) -> OutlineRegions | OutlineIndex:
+    """An outlines file opened for region reads: :class:`OutlineRegions` (its footer only) when it has
+    per-outline bounds columns, else the :class:`OutlineIndex` of the whole file."""
+    regions = OutlineRegions.open(path)
+    return regions if regions is not None else OutlineIndex(path)
 
 
 class OutlineIndex:
@@ -267,6 +373,8 @@ class OutlineIndex:
 
         self.path = Path(path)
         self.seconds: float | None = None  # to read and index the file (set by RegionSource)
+        self.n_row_groups = int(pq.ParquetFile(self.path).metadata.num_row_groups)
+        self.last_row_groups_read: int | None = None  # every read uses the whole-file index
         table = pq.read_table(self.path)
         self.columns = list(table.column_names)
         if schema.GEOMETRY not in table.column_names:  # the vertex layout: decoded whole, once
@@ -294,6 +402,7 @@ class OutlineIndex:
         import shapely
 
         x0, y0, x1, y1 = _box(bbox)
+        self.last_row_groups_read = self.n_row_groups  # read whole once, for the index
         b = self.bounds
         cand = np.flatnonzero((b[:, 2] >= x0) & (b[:, 0] <= x1) & (b[:, 3] >= y0) & (b[:, 1] <= y1))
         frame = self.frame.iloc[cand].reset_index(drop=True)
@@ -323,8 +432,9 @@ def read_transcripts_region(path: str | os.PathLike, bbox: Iterable[float]) -> t
 
 def read_boundaries_region(path: str | os.PathLike, bbox: Iterable[float]) -> pd.DataFrame:
     """The outlines of a :func:`segger.export.write_boundaries` file (either layout) that meet the box
-    ``(x0, y0, x1, y1)`` µm; one use of :class:`OutlineIndex`."""
-    return OutlineIndex(path).read(bbox)
+    ``(x0, y0, x1, y1)`` µm: only the row groups that meet it when the file has per-outline bounds
+    (:class:`OutlineRegions`), else the whole file indexed once (:class:`OutlineIndex`)."""
+    return open_outlines(path).read(bbox)
 
 
 def write_tiled_transcripts(tiles: Iterable[Any], path: str | os.PathLike, layout: dict[str, Any] | None = None,

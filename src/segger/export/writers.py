@@ -262,7 +262,7 @@ def cell_boundaries(
     )
 
 
-def _geoparquet_metadata(geoms: np.ndarray) -> bytes:
+def _geoparquet_metadata(geoms: np.ndarray, bbox: list[float] | None = None) -> bytes:
     types = sorted({t for t in shapely.get_type_id(geoms).tolist()})
     names = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint", 5: "MultiLineString", 6: "MultiPolygon"}
     meta = {
@@ -276,16 +276,63 @@ def _geoparquet_metadata(geoms: np.ndarray) -> bytes:
             }
         },
     }
+    if bbox is not None:
+        meta["columns"]["geometry"]["bbox"] = bbox
     return json.dumps(meta).encode()
 
 
+#: the per-outline bounds columns of a WKB outlines file (µm; shapely / geopandas ``bounds`` order): their
+#: row-group statistics let a region read skip the row groups that do not meet it (segger.export.region)
+OUTLINE_BOUNDS_COLUMNS = ("minx", "miny", "maxx", "maxy")
+#: schema-metadata key of a WKB outlines file written in row groups by region (its grid), read by
+#: :class:`segger.export.region.OutlineRegions`
+OUTLINE_LAYOUT_KEY = b"segger_outlines"
+#: a WKB outlines table with more outlines than this is written sorted by a spatial grid, one row group a
+#: grid square (sized to hold about this many outlines); a smaller one is one row group, in its own order
+OUTLINES_PER_ROW_GROUP = 2048
+
+
+def _outline_grid(bounds: np.ndarray, per_group: int) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """``(row order, row-group cut points into it, grid square µm or None)``: the outlines by the square
+    of a grid over their bounding-box centres (row by row of squares; the table's order within a square;
+    outlines without bounds last), one row group a square; one row group in the table's order when
+    there are at most ``per_group`` outlines."""
+    n = len(bounds)
+    if n <= per_group:
+        return np.arange(n), np.array([], dtype=np.int64), None
+    cx = (bounds[:, 0] + bounds[:, 2]) / 2.0
+    cy = (bounds[:, 1] + bounds[:, 3]) / 2.0
+    ok = np.isfinite(cx) & np.isfinite(cy)
+    if not ok.any():
+        return np.arange(n), np.array([], dtype=np.int64), None
+    x0, y0 = float(cx[ok].min()), float(cy[ok].min())
+    w, h = float(cx[ok].max()) - x0, float(cy[ok].max()) - y0
+    groups = max(1, int(np.ceil(ok.sum() / per_group)))
+    grid = float(np.sqrt(w * h / groups)) if w > 0 and h > 0 else max(w, h) / groups
+    if not grid > 0:
+        return np.arange(n), np.array([], dtype=np.int64), None
+    ix = np.floor((np.where(ok, cx, x0) - x0) / grid).astype(np.int64)
+    iy = np.floor((np.where(ok, cy, y0) - y0) / grid).astype(np.int64)
+    nx = int(ix.max()) + 1
+    key = np.where(ok, iy * nx + ix, int((iy.max() + 1) * nx))
+    order = np.argsort(key, kind="stable")
+    cuts = np.flatnonzero(np.diff(key[order])) + 1
+    return order, cuts, grid
+
+
 def write_boundaries(
-    boundaries_df: pd.DataFrame, path: str | os.PathLike, layout: str = "wkb"
+    boundaries_df: pd.DataFrame, path: str | os.PathLike, layout: str = "wkb", *,
+    outlines_per_row_group: int = OUTLINES_PER_ROW_GROUP,
 ) -> Path:
     """Write a :func:`cell_boundaries` table to parquet atomically.
 
     ``layout="wkb"``: one row per cell with the columns of the table and ``geometry`` as WKB
-    bytes (GeoParquet 1.0 metadata, no CRS; ``geopandas.read_parquet`` reads it).
+    bytes (GeoParquet 1.0 metadata, no CRS; ``geopandas.read_parquet`` reads it), plus each outline's
+    bounding box (:data:`OUTLINE_BOUNDS_COLUMNS` ``minx, miny, maxx, maxy`` µm). Up to
+    ``outlines_per_row_group`` outlines are one row group in the table's order; more are sorted by the
+    square of a spatial grid (sized to hold about that many outlines) their box centre falls in, one row
+    group a square, so that the bounds columns' row-group statistics let a region read
+    (:class:`segger.export.region.RegionSource`) read only the row groups that meet its box.
     ``layout="vertices"``: the Xenium ``cell_boundaries.parquet`` layout, one row per vertex of
     each exterior ring: ``cell_id, vertex_x, vertex_y`` (rings closed: first vertex repeated).
     """
@@ -295,13 +342,26 @@ def write_boundaries(
     _require(boundaries_df, "cell_id", schema.GEOMETRY, what="boundaries table")
     geoms = np.asarray(boundaries_df[schema.GEOMETRY].to_numpy(), dtype=object)
     ids = boundaries_df["cell_id"].astype(str).to_numpy(dtype=object)
+    cuts = np.array([], dtype=np.int64)
     if layout == "wkb":
+        if int(outlines_per_row_group) < 1:
+            raise SeggerInputError(f"write_boundaries: outlines_per_row_group must be >= 1, not {outlines_per_row_group}")
+        bounds = shapely.bounds(geoms).reshape(-1, 4)
+        order, cuts, grid = _outline_grid(bounds, int(outlines_per_row_group))
         table_df = boundaries_df.reset_index(drop=True).copy()
         table_df["cell_id"] = ids
         table_df[schema.GEOMETRY] = shapely.to_wkb(geoms)
+        for k, name in enumerate(OUTLINE_BOUNDS_COLUMNS):
+            table_df[name] = bounds[:, k]
+        table_df = table_df.iloc[order].reset_index(drop=True)
         table = pa.Table.from_pandas(table_df, preserve_index=False)
+        fin = np.isfinite(bounds).all(axis=1)
+        extent = ([float(bounds[fin, 0].min()), float(bounds[fin, 1].min()), float(bounds[fin, 2].max()),
+                   float(bounds[fin, 3].max())] if fin.any() else None)
         meta = dict(table.schema.metadata or {})
-        meta[b"geo"] = _geoparquet_metadata(geoms)
+        meta[b"geo"] = _geoparquet_metadata(geoms, extent)
+        meta[OUTLINE_LAYOUT_KEY] = json.dumps({"bounds_columns": list(OUTLINE_BOUNDS_COLUMNS), "grid_um": grid,
+                                               "row_groups": int(len(cuts) + 1)}).encode()
         table = table.replace_schema_metadata(meta)
     elif layout == "vertices":
         rings = shapely.get_exterior_ring(geoms)
@@ -312,7 +372,11 @@ def write_boundaries(
     else:
         raise SeggerInputError(f"write_boundaries: layout must be 'wkb' or 'vertices', not {layout!r}")
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+            starts = np.r_[0, cuts].astype(np.int64)
+            stops = np.r_[cuts, table.num_rows].astype(np.int64)
+            for lo, hi in zip(starts, stops):  # one row group a grid square (the whole table when one)
+                writer.write_table(table.slice(int(lo), int(hi - lo)), row_group_size=max(int(hi - lo), 1))
     return Path(path)
 
 
