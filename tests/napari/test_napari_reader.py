@@ -27,7 +27,8 @@ def test_manifest_is_valid_and_symlinked():
     assert pm.name == "napari-segger"
     pm.validate_imports()  # every python_name resolves (npe2 validate --imports)
     widgets = [w.display_name for w in pm.contributions.widgets]
-    assert widgets == ["Segger", "Data & graph", "Train / fine-tune", "Predict", "QC", "Export", "Correct & fine-tune"]
+    assert widgets == ["Segger", "Data & graph", "Train / fine-tune", "Predict", "QC", "Export", "Correct & fine-tune",
+                       "Whole-slide region"]
     assert {s.key for s in pm.contributions.sample_data} == {"xenium_lung", "xenium_breast"}
     assert pm.contributions.readers[0].accepts_directories
     assert {tuple(w.filename_extensions) for w in pm.contributions.writers} == {(".parquet",), (".h5ad",)}
@@ -39,7 +40,7 @@ def test_installed_distribution_finds_the_manifest():
 
     pm = PluginManifest.from_distribution("napari-segger")
     assert pm.display_name == "Segger"
-    assert len(pm.contributions.widgets) == 7  # the Segger panel + the six single steps
+    assert len(pm.contributions.widgets) == 8  # the Segger panel + the six single steps + Whole-slide region
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -177,6 +177,35 @@ def test_a_view_over_the_limit_is_refused_in_one_line(make_napari_viewer_proxy, 
     assert "draw a rectangle" in errors[-1] and _layer(viewer, "segger transcripts") is None
 
 
+def test_the_widget_reopens_from_the_plugins_menu(make_napari_viewer_proxy, qtbot, tiled_output, errors, monkeypatch):
+    """Closed, then reopened from Plugins ▸ Whole-slide region: it points at the slide the viewer shows
+    (its extent layer) and loads a drawn rectangle; opening the folder again re-points that one widget."""
+    from segger.napari._w_region import DOCK_NAME, LAYER_REGION, RegionWidget
+
+    folder, whole, bounds = tiled_output
+    viewer = make_napari_viewer_proxy()
+    w = _open_whole_slide(viewer, qtbot, folder, monkeypatch)
+    window = real_viewer(viewer).window
+    window.remove_dock_widget(w)
+    assert DOCK_NAME not in window.dock_widgets
+    dock, w2 = window.add_plugin_dock_widget("napari-segger", "Whole-slide region")
+    assert isinstance(w2, RegionWidget) and w2 is not w
+    assert w2.source is not None and w2.source.folder == folder and w2.load_rect_button.isEnabled()
+    assert "15,000 transcripts in 9 row groups" in w2.slide_label.text()
+    box = (2180.0, 2130.0, 2250.0, 2215.0)
+    _layer(viewer, LAYER_REGION).add_rectangles(np.array([[box[1], box[0]], [box[3], box[2]]]))
+    click_button(qtbot, w2.load_rect_button)
+    wait_job(qtbot, w2)
+    assert not errors, errors
+    assert len(_layer(viewer, "segger transcripts").data) == len(_in_box(whole, box))
+    assert len(_layer(viewer, "segger cells").data) == _n_meeting(bounds, box)
+    # the folder opened again: the menu's widget is re-pointed, not a second one docked
+    viewer.open(str(folder), plugin="napari-segger")
+    qtbot.wait(50)
+    regions = [x for x in window.dock_widgets.values() if isinstance(x, RegionWidget)]
+    assert regions == [w2]
+
+
 def test_many_outlines_become_the_same_labels_raster_faster(tiled_output):
     """Above MAX_SHAPES the region's outlines are rasterize_polygons' Labels raster, pixel for pixel,
     painted by one vectorised scanline pass."""

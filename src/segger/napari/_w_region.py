@@ -7,7 +7,8 @@ the camera's view, **Load drawn rectangle** those inside the last rectangle draw
 region`` Shapes layer (or the selected one). The region is read by
 :class:`segger.export.region.RegionSource` (only the parquet row groups — tiles — that meet it; the
 outlines from the outlines file) in a worker, which also builds the layer data; the result layers
-(``segger transcripts``, ``segger cells``) are replaced on the main thread.
+(``segger transcripts``, ``segger cells``) are replaced on the main thread. Reopened from the Plugins
+menu (*Whole-slide region*), the widget points at the slide whose extent layer the viewer shows.
 """
 
 from __future__ import annotations
@@ -131,9 +132,21 @@ class RegionWidget(SeggerWidget):
         from segger.napari.layers.shapes import fast_triangulation
 
         fast_triangulation()  # here (main thread), not in the worker that builds the outlines
+        if source is None:
+            source = self._shown_slide()
         if source is not None:
             self.set_source(source)
         self.refresh_enabled()
+
+    def _shown_slide(self) -> str | None:
+        """The output folder of the ``segger slide extent`` layer in the viewer (reopened from the
+        Plugins menu after the dock was closed), when it still is one."""
+        from segger.napari._reader import _is_output_folder
+        from segger.napari._viewer import find_layer
+
+        layer = find_layer(self.viewer, LAYER_EXTENT) if self.viewer is not None else None
+        folder = (getattr(layer, "metadata", None) or {}).get("segger", {}).get("source")
+        return folder if folder and _is_output_folder(Path(folder)) else None
 
     # ---------------------------------------------------------------------------------------
     def set_source(self, source: Any) -> None:
@@ -243,6 +256,8 @@ def dock_region_widget(viewer: Any, source: Any) -> RegionWidget:
     v = getattr(viewer, "__wrapped__", viewer)
     docked = dict(getattr(v.window, "dock_widgets", {}) or {})
     widget = docked.get(DOCK_NAME)
+    if not isinstance(widget, RegionWidget):  # one opened from the Plugins menu has napari's dock name
+        widget = next((w for w in docked.values() if isinstance(w, RegionWidget)), None)
     if isinstance(widget, RegionWidget):
         widget.set_source(source)
         return widget
