@@ -92,6 +92,49 @@ def test_a_small_output_folder_opens_whole(tiled_output):
     assert by_name["segger cells"][1] == "shapes" and len(by_name["segger cells"][0]) == len(bounds)
 
 
+def _cells_of(whole):
+    ids = whole[S.SEGGER_CELL_ID].astype(str)
+    return set(ids[ids != S.UNASSIGNED])
+
+
+@pytest.mark.parametrize("panel_first", [True, False], ids=["panel-then-folder", "folder-then-panel"])
+def test_a_folder_opened_whole_is_the_sessions_result(make_napari_viewer_proxy, qtbot, tiled_output, errors,
+                                                      panel_first):
+    """An output folder opened whole is the session's result: real clicks on the Review/QC tab show its
+    cells in the Review table, Compute QC counts them, and Export is enabled, whichever is opened first."""
+    from _napari_helpers import go_tab, open_panel
+
+    folder, whole, _ = tiled_output
+    viewer = make_napari_viewer_proxy()
+    if panel_first:
+        panel = open_panel(viewer, qtbot)
+        assert not panel.tabs.isTabEnabled(panel.STEPS.index("Review/QC"))
+    viewer.open(str(folder), plugin="napari-segger")  # 15 k transcripts: whole
+    if not panel_first:
+        panel = open_panel(viewer, qtbot)
+    qtbot.waitUntil(lambda: panel.state.result is not None, timeout=10_000)
+    result = panel.state.result
+    assert len(result) == len(whole) and sorted(result[S.TX_ID]) == sorted(whole[S.TX_ID])
+    assert panel.state.result_params["source"] == str(folder)
+    assert len(_layer(viewer, "segger transcripts").data) == len(result)
+    qc = go_tab(qtbot, panel, "Review/QC")
+    review = qc.review
+    qtbot.waitUntil(lambda: review._built_for is result, timeout=60_000)
+    cells = _cells_of(whole)
+    assert review.model.rowCount() == len(cells) > 100
+    assert set(review.model.frame["cell_id"].astype(str)) == cells
+    click_button(qtbot, qc.qc_button)
+    wait_job(qtbot, qc)
+    assert not errors, errors
+    assert qc.report["n_transcripts"] == len(whole) and qc.report["transcripts_per_cell"]["n_cells"] == len(cells)
+    assert "opened output" in panel.hint.text()
+    ex = go_tab(qtbot, panel, "Export")
+    assert ex.export_button.isEnabled()
+    go_tab(qtbot, panel, "Correct")  # no prediction: the step opens without an error
+    qtbot.wait(100)
+    assert not errors, errors
+
+
 def test_a_drawn_rectangle_loads_its_region(make_napari_viewer_proxy, qtbot, tiled_output, errors, monkeypatch):
     from segger.napari._w_region import LAYER_EXTENT, LAYER_REGION
 

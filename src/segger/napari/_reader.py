@@ -5,7 +5,9 @@ output folder → the result layers.
 napari can offer other readers); the returned function calls :func:`segger.io.read_sample` and
 converts the tables with :mod:`segger.napari.layers`. A segger output folder opens whole (its
 transcripts and outlines as ``segger transcripts`` / ``segger cells``) up to :data:`WHOLE_SLIDE_ROWS`
-transcripts; a larger one opens region by region (:mod:`segger.napari._w_region`). No torch import.
+transcripts; a larger one opens region by region (:mod:`segger.napari._w_region`). A folder opened whole
+links its result table to its ``segger transcripts`` layer, and the session adopts it as its result
+(:func:`adopt_output_results`: Review/QC and Export see the folder's cells). No torch import.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt
 #: a segger output folder with more transcripts than this is not read whole: the *Whole-slide region*
 #: widget loads the region the user looks at (:mod:`segger.napari._w_region`)
 WHOLE_SLIDE_ROWS = 2_000_000
+#: keys in ``metadata["segger"]`` of the ``segger transcripts`` layer of an output folder opened whole: its
+#: result table and the predict parameters of its run (:func:`adopt_output_results`)
+OUTPUT_RESULT = "output_result"
+OUTPUT_PARAMS = "output_params"
 
 
 def _is_output_folder(p: Path) -> bool:
@@ -149,12 +155,47 @@ def read_output(folder: Path) -> list[tuple]:
     from segger.export import load_output
     from segger.napari.layers import cells_to_layer, result_to_points
 
-    result, bounds, _ = load_output(folder, "napari")
+    result, bounds, run = load_output(folder, "napari")
     meta = {"source": str(folder)}
-    layers = [result_to_points(result, metadata=meta)]
+    params = ((run or {}).get("parameters") or {}).get("predict") if isinstance(run, dict) else None
+    layers = [result_to_points(result, metadata={**meta, OUTPUT_RESULT: result,
+                                                 OUTPUT_PARAMS: dict(params) if isinstance(params, dict) else {}})]
     if bounds is not None and len(bounds):
         layers.append(cells_to_layer(bounds, metadata=meta))
     return layers
+
+
+def adopt_output_results(viewer: Any, state: Any) -> None:
+    """Make the result table of a segger output folder opened whole (:func:`read_output` links it to its
+    ``segger transcripts`` layer) the session's result, ``state.set_result(result, {"source", *its run's
+    predict parameters})``: for such a layer in the viewer now and for each one added later (after the
+    reader has added all of its layers). A graph or prediction of another dataset in the session is
+    dropped first (it is not this table's). Once per state; napari's layer events, main thread."""
+    real = getattr(viewer, "__wrapped__", viewer)
+    inserted = getattr(getattr(getattr(real, "layers", None), "events", None), "inserted", None)
+    if inserted is None or getattr(state, "_adopts_outputs", False):
+        return
+    state._adopts_outputs = True
+
+    def take(layer: Any) -> None:
+        meta = ((getattr(layer, "metadata", None) or {}).get("segger") or {})
+        result = meta.get(OUTPUT_RESULT)
+        if result is None or result is state.result or len(layer.data) != len(result) or layer not in real.layers:
+            return
+        if state.bundle is not None or state.prediction is not None:
+            state.reset_data()
+        state.set_result(result, {"source": meta.get("source"), **(meta.get(OUTPUT_PARAMS) or {})})
+
+    for layer in list(real.layers):
+        take(layer)
+
+    def on_inserted(event: Any) -> None:
+        from qtpy.QtCore import QTimer
+
+        layer = event.value
+        QTimer.singleShot(0, lambda: take(layer))
+
+    inserted.connect(on_inserted)
 
 
 #: DAPI / morphology images of a Xenium folder, most useful first

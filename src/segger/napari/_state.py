@@ -148,6 +148,9 @@ class SeggerState(QObject):
 
     def next_step(self) -> tuple[str, str]:
         """(step, what to do next) from the session state: the one hint every widget shows."""
+        if self.bundle is None and self.result is not None:  # an output folder opened whole
+            return "review", ("Next: review the cells of the opened output (Review/QC) or Export; build a "
+                              "graph in Data to predict or correct.")
         if self.bundle is None:
             return "data", ("Next: open data (File ▸ Open Sample ▸ Segger, or File ▸ Open Folder), "
                             "then press Build graph in Data.")
@@ -213,6 +216,9 @@ def get_state(viewer: Any) -> SeggerState:
         if state is None:
             state = SeggerState()
             _STATES[real] = state
+            from segger.napari._reader import adopt_output_results
+
+            adopt_output_results(real, state)  # an output folder opened whole: its result is the session's
         return state
     except TypeError:  # not weak-referenceable
         return _FALLBACK.setdefault(id(real), SeggerState())
