@@ -144,3 +144,23 @@ def test_queue_finds_more_real_errors_than_random_cells(tmp_path):
     ev = corr.ClickEval(res, truth)
     out = ev.compare(list(q["cell_id"]), [15], seeds=20)["15"]
     assert out["queue"] > 1.3 * out["random_mean"], out
+
+
+def test_queue_counts_the_same_exclusive_pairs_as_qc(lung_result):
+    """The Review/QC tab shows QC's MECR list and the queue's reason side by side: a cell's
+    exclusive-pair count must be the same number in both (one set of pairs, the reference's)."""
+    from segger.validation import qc_report, review_queue
+
+    df = lung_result.copy()
+    # merge vendor cells two by two (by id order): cells that hold two cell types' markers
+    ids = df["segger_cell_id"].astype(str).to_numpy()
+    uniq = np.unique(ids[ids != S.UNASSIGNED])
+    merged = {c: uniq[(i // 2) * 2] for i, c in enumerate(uniq)}
+    df["segger_cell_id"] = [merged.get(c, c) for c in ids]
+    qc = qc_report(df, reference_column="cell_id")
+    flagged = dict(zip(qc["mecr_flagged_cells"], qc["mecr_flagged_counts"]))
+    assert len(flagged) >= 10
+    q = review_queue(df, score_cut=0.5).set_index("cell_id")
+    shown = {c: int(q.loc[c, "mecr_pairs"]) for c in flagged if c in q.index}
+    assert len(shown) == len(flagged)
+    assert shown == flagged

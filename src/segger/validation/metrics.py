@@ -796,6 +796,17 @@ def quality_gene_pairs(df: pd.DataFrame, ref_col: str = schema.CELL_ID, nuclear_
     )
 
 
+def review_gene_pairs(df: pd.DataFrame, reference_column: str | None = schema.CELL_ID,
+                      cell_col: str = schema.SEGGER_CELL_ID) -> pd.DataFrame:
+    """The exclusive gene pairs a viewer shows per cell — the same as :func:`qc_report`'s with its
+    defaults: :func:`quality_gene_pairs` of the reference's nuclei when ``reference_column`` holds
+    cells, else of the segmentation's own (``cell_col``)."""
+    ref = reference_column if reference_column and reference_column in df.columns else None
+    if ref is not None and unassigned_mask(df[ref]).all():
+        ref = None
+    return quality_gene_pairs(df, ref_col=ref or cell_col)
+
+
 def mecr_equal_coverage(
     df: pd.DataFrame, gene_pairs: Any, col_a: str, col_b: str, gene_col: str = schema.GENE,
     min_transcripts: int = MECR_MIN_TRANSCRIPTS,

@@ -42,7 +42,12 @@ import numpy as np
 import pandas as pd
 
 from segger import schema as S
-from segger.validation.metrics import factorize_cells, mecr_flagged_cells, quality_gene_pairs
+from segger.validation.metrics import (
+    MECR_MIN_TRANSCRIPTS,
+    factorize_cells,
+    mecr_flagged_cells,
+    review_gene_pairs,
+)
 
 QUEUE_COLUMNS = ("rank", "cell_id", "priority", "reason", "x", "y", "n_transcripts", "kind", "n_contested",
                  "n_near_cut", "mecr_pairs", "fragment_gap")
@@ -142,8 +147,9 @@ def review_queue(
     corrected table the viewer shows) or a result table (``segger_cell_id``, ``score``, ``x``,
     ``y``; rivals then need ``nuclei`` with ``bd_id`` and ``geometry``). ``mecr_flags``: a table
     ``cell_id, n_pairs`` (:func:`segger.validation.mecr_flagged_cells`), ``False`` to skip the
-    signal, ``None`` to compute it with ``gene_pairs`` (default: the exclusive pairs of the
-    result's own nuclear transcripts, :func:`segger.validation.quality_gene_pairs`).
+    signal, ``None`` to compute it with ``gene_pairs`` (default: the pairs QC uses,
+    :func:`segger.validation.metrics.review_gene_pairs` — the reference's nuclei when the table has
+    a ``cell_id`` reference, else the result's own).
 
     Returns one row per cell with priority > 0, columns :data:`QUEUE_COLUMNS`: ``rank`` (0 =
     first), ``cell_id``, ``priority`` (≈ transcripts likely wrong), ``reason`` (human-readable),
@@ -234,8 +240,9 @@ def review_queue(
         if flags is None or flags is True:
             pairs = gene_pairs
             if pairs is None and S.NUCLEAR in df:
-                pairs = quality_gene_pairs(df, ref_col=S.SEGGER_CELL_ID)
-            flags = (mecr_flagged_cells(df, pairs, cell_col=S.SEGGER_CELL_ID, top=None)
+                pairs = review_gene_pairs(df)  # QC's pairs: the same count per cell in both views
+            flags = (mecr_flagged_cells(df, pairs, cell_col=S.SEGGER_CELL_ID, top=None,
+                                        min_transcripts=MECR_MIN_TRANSCRIPTS)
                      if pairs is not None and len(pairs) else None)
         if flags is not None and len(flags):
             at = pd.Index(labels).get_indexer(flags["cell_id"].astype(str))
