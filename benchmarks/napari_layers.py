@@ -345,19 +345,35 @@ class Heartbeat:
             key = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed((keep or stack)[-4:]))
             self.samples[key] = self.samples.get(key, 0) + 1
 
+    def _gc(self, phase, info):
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif self._gc_t0 is not None:
+            self.gc_pauses.append((info.get("generation", -1), time.perf_counter() - self._gc_t0))
+            self._gc_t0 = None
+
     def start(self):
+        import gc
         import threading
 
         self.ticks = [time.perf_counter()]
         self.samples = {}
+        self.gc_pauses: list[tuple[int, float]] = []  # Python's cyclic GC holds the GIL: every thread waits
+        self._gc_t0 = None
+        if self._gc not in gc.callbacks:
+            gc.callbacks.append(self._gc)
         self._stop.clear()
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
         self._watch.start()
         self.timer.start()
 
     def stop(self) -> dict:
+        import gc
+
         self.timer.stop()
         self._stop.set()
+        if self._gc in gc.callbacks:
+            gc.callbacks.remove(self._gc)
         if self._watch is not None:
             self._watch.join()
         self.ticks.append(time.perf_counter())
@@ -366,7 +382,9 @@ class Heartbeat:
         return {"max_gap_ms": float(gaps.max()), "p99_gap_ms": float(np.percentile(gaps, 99)),
                 "ticks": int(len(gaps)), "seconds": float(self.ticks[-1] - self.ticks[0]),
                 "interval_ms": self.interval,
-                "stall_stacks": [{"samples_10ms": n, "stack": k} for k, n in top]}
+                "stall_stacks": [{"samples_10ms": n, "stack": k} for k, n in top],
+                "gc_max_pause_ms": 1e3 * max((t for _, t in self.gc_pauses), default=0.0),
+                "gc_full_collections": sum(1 for g, _ in self.gc_pauses if g == 2)}
 
 
 def _wait(pred, timeout_s: float) -> None:
