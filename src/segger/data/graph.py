@@ -21,7 +21,10 @@ Edge types (source → target, message direction)
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -137,6 +140,31 @@ def knn_edges(points: np.ndarray, k: int, max_dist: float, query: np.ndarray | N
     return qi, ni, d
 
 
+_GC_LOCK = threading.Lock()
+_GC_STATE = {"depth": 0, "was_enabled": False}
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off while a block makes many acyclic objects (one shapely
+    point per transcript): each allocation burst otherwise triggers collections that walk every
+    tracked object of the process (a 340 k-point ``shapely.points`` took 0.55 s instead of 0.04 s in
+    a tile worker). Nested and concurrent blocks (tile threads) keep it off until the last one ends;
+    it is switched back on only if it was on."""
+    with _GC_LOCK:
+        if _GC_STATE["depth"] == 0:
+            _GC_STATE["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _GC_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC_STATE["depth"] -= 1
+            if _GC_STATE["depth"] == 0 and _GC_STATE["was_enabled"]:
+                gc.enable()
+
+
 def _unique_int(a: np.ndarray) -> np.ndarray:
     """Sorted unique values of an int64 array (sort-based: numpy's hash-based unique is many
     times slower on millions of int64 keys)."""
@@ -215,7 +243,8 @@ def belongs_edges(tx: pd.DataFrame, bd: pd.DataFrame, mode: str = "auto") -> tup
             return empty, empty, "flag"
     if mode == "flag":
         raise SeggerInputError("belongs='flag' needs the transcripts' 'nuclear' and 'cell_id' columns; use belongs='polygon'")
-    pts = shapely.points(tx[S.X].to_numpy(np.float64), tx[S.Y].to_numpy(np.float64))
+    with gc_paused():
+        pts = shapely.points(tx[S.X].to_numpy(np.float64), tx[S.Y].to_numpy(np.float64))
     tree = shapely.STRtree(bd[S.GEOMETRY].to_numpy())
     pi, gi = tree.query(pts, predicate="within")
     if len(pi):
@@ -249,11 +278,13 @@ def _outline_distance(xy: np.ndarray, geoms: np.ndarray, cand: np.ndarray, chunk
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as ex:
-            list(ex.map(make, range(0, len(used), chunk)))
+            with gc_paused():
+                list(ex.map(make, range(0, len(used), chunk)))
             list(ex.map(work, range(0, n, chunk)))
     else:
-        for s in range(0, len(used), chunk):
-            make(s)
+        with gc_paused():
+            for s in range(0, len(used), chunk):
+                make(s)
         for s in range(0, n, chunk):
             work(s)
     return np.nan_to_num(out, nan=0.0)
