@@ -376,15 +376,9 @@ def render_section(res: dict) -> str:
 
 def update_docs(doc: Path, section: str) -> None:
     """``section`` between :data:`DOC_BEGIN` / :data:`DOC_END` of ``doc`` (appended when they are missing)."""
-    text = doc.read_text() if doc.exists() else ""
-    block = DOC_BEGIN + "\n\n" + section.rstrip() + "\n\n" + DOC_END + "\n"
-    if DOC_BEGIN in text and DOC_END in text:
-        pre, rest = text.split(DOC_BEGIN, 1)
-        post = rest.split(DOC_END, 1)[1].lstrip("\n")
-        text = pre + block + post
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    doc.write_text(text)
+    from _docs import replace_section
+
+    replace_section(doc, DOC_BEGIN, DOC_END, section)
 
 
 if __name__ == "__main__":

@@ -554,18 +554,14 @@ DOC_END = "<!-- quality-table:end -->"
 
 
 def update_docs(doc: Path, table: str, meta: dict) -> None:
-    text = doc.read_text()
-    if DOC_BEGIN not in text or DOC_END not in text:
-        print(f"{doc}: markers missing, not updated", file=sys.stderr)
-        return
     m = meta["machine"]
     info = (f"Run {meta['started']} · commit `{(m.get('git_commit') or '?')[:10]}`"
             f"{' (src dirty)' if m.get('git_dirty') else ''} · {m.get('cpu_model')} ({m.get('cpu_affinity')} cores) · "
             f"torch {m.get('torch')} on {meta.get('torch_threads_used')} thread(s) · total {meta['total_s']:.0f} s · "
             f"`{meta['command']}`")
-    pre, rest = text.split(DOC_BEGIN, 1)
-    _, post = rest.split(DOC_END, 1)
-    doc.write_text(pre + DOC_BEGIN + "\n\n" + info + "\n\n" + table + "\n\n" + DOC_END + post)
+    from _docs import replace_section
+
+    replace_section(doc, DOC_BEGIN, DOC_END, info + "\n\n" + table, create=False)
 
 
 # --------------------------------------------------------------------------------------------

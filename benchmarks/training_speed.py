@@ -194,14 +194,13 @@ def render(res: dict) -> str:
 
 
 def write_docs(path: Path, text: str) -> None:
-    old = path.read_text() if path.is_file() else ""
-    if DOC_BEGIN in old:
-        head, rest = old.split(DOC_BEGIN, 1)
-        tail = rest.split(DOC_END, 1)[1] if DOC_END in rest else ""
-        new = head + text + tail.lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    """``text`` (the section with its markers) into ``path`` in place of the old one."""
+    from _docs import replace_section
+
+    body = text.strip("\n")
+    body = body[len(DOC_BEGIN):] if body.startswith(DOC_BEGIN) else body
+    body = body[:-len(DOC_END)] if body.endswith(DOC_END) else body
+    replace_section(path, DOC_BEGIN, DOC_END, body)
 
 
 def main(argv=None) -> int:
