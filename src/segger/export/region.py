@@ -346,13 +346,19 @@ class OutlineRegions:
         frame = table.drop_columns([schema.GEOMETRY]).to_pandas()
         frame[schema.GEOMETRY] = shapely.from_wkb(wkb) if len(wkb) else np.array([], dtype=object)
         frame = frame[self.columns]
-        if "cell_id" in frame.columns:
-            frame["cell_id"] = frame["cell_id"].astype(str)
-        if len(frame) == 0:
-            return frame
-        keep = shapely.intersects(np.asarray(frame[schema.GEOMETRY].to_numpy(), dtype=object),
-                                  shapely.box(x0, y0, x1, y1))
-        return frame.loc[keep].reset_index(drop=True)
+        return _meeting(frame, (x0, y0, x1, y1))
+
+
+def _meeting(frame: pd.DataFrame, box: tuple[float, float, float, float]) -> pd.DataFrame:
+    """The outlines of ``frame`` (candidates by their bounds) that really meet ``box``; ids as str."""
+    import shapely
+
+    if "cell_id" in frame.columns:
+        frame["cell_id"] = frame["cell_id"].astype(str)
+    if len(frame) == 0:
+        return frame
+    keep = shapely.intersects(np.asarray(frame[schema.GEOMETRY].to_numpy(), dtype=object), shapely.box(*box))
+    return frame.loc[keep].reset_index(drop=True)
 
 
 def open_outlines(path: str | os.PathLike) -> OutlineRegions | OutlineIndex:
@@ -412,13 +418,7 @@ class OutlineIndex:
             frame[schema.GEOMETRY] = shapely.from_wkb(self.wkb.take(pa.array(cand, pa.int64()))
                                                       .to_numpy(zero_copy_only=False))
             frame = frame[self.columns]
-        if "cell_id" in frame.columns:
-            frame["cell_id"] = frame["cell_id"].astype(str)
-        if len(frame) == 0:
-            return frame
-        keep = shapely.intersects(np.asarray(frame[schema.GEOMETRY].to_numpy(), dtype=object),
-                                  shapely.box(x0, y0, x1, y1))
-        return frame.loc[keep].reset_index(drop=True)
+        return _meeting(frame, (x0, y0, x1, y1))
 
 
 def read_transcripts_region(path: str | os.PathLike, bbox: Iterable[float]) -> tuple[pd.DataFrame, dict[str, int]]:
