@@ -20,6 +20,7 @@ BENCH = "docs/benchmarks.md"
 REGION = "benchmarks/results/napari_region.json"
 XVFB = "benchmarks/results/napari_layers_xvfb.json"
 SCALE_MD = "docs/scale.md"
+CORR = "benchmarks/results/corrections.json"
 
 
 def _get(data, path: str):
@@ -62,6 +63,14 @@ def count(v):  # 873414 -> 873,414
 
 def met(ok):
     return "met" if ok else "**missed**"
+
+
+def whole(v):  # 835.9 -> 836, 2389.4 -> 2,389
+    return f"{v:,.0f}"
+
+
+def x2(v):  # ratio, 2 decimals
+    return f"{v:.2f}"
 
 
 M = "model_side"
@@ -181,6 +190,22 @@ CLAIMS = [
      [(f"{G}/fine-tune/apply_on_main_thread_ms", ms0), (f"{G}/fine-tune/max_gap_ms", ms0)]),
     (BENCH, "with its one canvas refresh | – | {} s |", XVFB,
      [(f"{W}/recolour/predict_recolor_points_qt_s", s2)]),
+]
+
+# the review queue vs random clicks (issue 12 #11): benchmarks/corrections.py --review-queue
+RQ = "review_queue/tissues"
+RQ_TISSUES = ("lung", "segtraq", "bidcell", "lung@1")
+CLAIMS += [
+    (BENCH, "Errors before any click (transcripts): " + ", ".join(f"{t} {{}} of {{}}" for t in RQ_TISSUES) + ".", CORR,
+     [(f"{RQ}/{t}/{k}", count) for t in RQ_TISSUES for k in ("n_errors", "n_transcripts")]),
+    *[(BENCH, f"| {t} | {n} | {{}} | {{}} ± {{}} | **{{}}×** | {{}} | {{}} |", CORR,
+       [(f"{RQ}/{t}/by_clicks/{n}/queue", count), (f"{RQ}/{t}/by_clicks/{n}/random_mean", whole),
+        (f"{RQ}/{t}/by_clicks/{n}/random_sd", whole), (f"{RQ}/{t}/by_clicks/{n}/ratio", x2),
+        (f"{RQ}/{t}/by_clicks/{n}/largest_cells_first", count), (f"{RQ}/{t}/by_clicks/{n}/oracle", count)])
+      for t in RQ_TISSUES for n in (5, 10, 25, 50)],
+    (BENCH, "the errors of random clicks for 25 clicks — **{}** on every\ntissue (lowest ratio {}×, mean {}×)", CORR,
+     [("review_queue/met", lambda ok: "met" if ok else "missed"), ("review_queue/ratio_25_min", x2),
+      ("review_queue/ratio_25_mean", x2)]),
 ]
 
 
