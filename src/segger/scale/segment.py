@@ -37,7 +37,8 @@ import numpy as np
 from segger.errors import SeggerInputError
 from segger.progress import Progress
 from segger.scale.runner import OutOfCoreConfig, OutOfCoreResult, _with_global_reach, iter_predict_out_of_core
-from segger.scale.tiled import InputSpec, TileTask, bucket_nuclei, bucket_transcripts, plan_tiles, read_tile, tile_nuclei
+from segger.scale.tiled import (InputSpec, TileTask, bucket_nuclei, bucket_transcripts, plan_tiles, read_tile,
+                                release_memory, tile_nuclei)
 
 
 @dataclass
@@ -163,6 +164,7 @@ def segment_out_of_core(input_path: str | os.PathLike, output: str | os.PathLike
                 gp = _with_global_reach(gp, spec, np.concatenate(buckets.xy))
                 buckets.xy = []
             vocab = GeneVocab.from_genes(buckets.genes)
+            release_memory()
             timings["bucket"] = time.perf_counter() - t
 
             # 2. train on streamed tiles
