@@ -129,3 +129,42 @@ def resolve_nuclei(inputs: GraphInputs, dist_bd: float) -> pd.DataFrame:
     if inputs.nuclei_mode == "derived":
         return nuclei_for(inputs.transcripts, approximate=True, crop=inputs.crop, reach=dist_bd, what=what)
     return nuclei_for(inputs.transcripts, nuclei=inputs.nuclei, crop=inputs.crop, reach=dist_bd, what=what)
+
+
+#: keys in ``metadata["segger"]`` of the ``segger transcripts`` layer of an output folder opened whole: its
+#: result table and the predict parameters of its run (:func:`adopt_output_results`)
+OUTPUT_RESULT = "output_result"
+OUTPUT_PARAMS = "output_params"
+
+
+def adopt_output_results(viewer: Any, state: Any) -> None:
+    """Make the result table of a segger output folder opened whole (:func:`read_output` links it to its
+    ``segger transcripts`` layer) the session's result, ``state.set_result(result, {"source", *its run's
+    predict parameters})``: for such a layer in the viewer now and for each one added later (after the
+    reader has added all of its layers). A graph or prediction of another dataset in the session is
+    dropped first (it is not this table's). Once per state; napari's layer events, main thread."""
+    real = getattr(viewer, "__wrapped__", viewer)
+    inserted = getattr(getattr(getattr(real, "layers", None), "events", None), "inserted", None)
+    if inserted is None or getattr(state, "_adopts_outputs", False):
+        return
+    state._adopts_outputs = True
+
+    def take(layer: Any) -> None:
+        meta = ((getattr(layer, "metadata", None) or {}).get("segger") or {})
+        result = meta.get(OUTPUT_RESULT)
+        if result is None or result is state.result or len(layer.data) != len(result) or layer not in real.layers:
+            return
+        if state.bundle is not None or state.prediction is not None:
+            state.reset_data()
+        state.set_result(result, {"source": meta.get("source"), **(meta.get(OUTPUT_PARAMS) or {})})
+
+    for layer in list(real.layers):
+        take(layer)
+
+    def on_inserted(event: Any) -> None:
+        from qtpy.QtCore import QTimer
+
+        layer = event.value
+        QTimer.singleShot(0, lambda: take(layer))
+
+    inserted.connect(on_inserted)

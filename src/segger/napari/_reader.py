@@ -7,7 +7,7 @@ converts the tables with :mod:`segger.napari.layers`. A segger output folder ope
 transcripts and outlines as ``segger transcripts`` / ``segger cells``) up to :data:`WHOLE_SLIDE_ROWS`
 transcripts; a larger one opens region by region (:mod:`segger.napari._w_region`). A folder opened whole
 links its result table to its ``segger transcripts`` layer, and the session adopts it as its result
-(:func:`adopt_output_results`: Review/QC and Export see the folder's cells). No torch import.
+(:func:`segger.napari._inputs.adopt_output_results`: Review/QC and Export see the folder's cells). No torch import.
 """
 
 from __future__ import annotations
@@ -16,20 +16,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from segger.napari._inputs import OUTPUT_PARAMS, OUTPUT_RESULT
+from segger.utils.outdir import is_output_folder
+
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 #: a segger output folder with more transcripts than this is not read whole: the *Whole-slide region*
 #: widget loads the region the user looks at (:mod:`segger.napari._w_region`)
 WHOLE_SLIDE_ROWS = 2_000_000
-#: keys in ``metadata["segger"]`` of the ``segger transcripts`` layer of an output folder opened whole: its
-#: result table and the predict parameters of its run (:func:`adopt_output_results`)
-OUTPUT_RESULT = "output_result"
-OUTPUT_PARAMS = "output_params"
-
-
-def _is_output_folder(p: Path) -> bool:
-    from segger.utils.outdir import TRANSCRIPTS_FILE
-
-    return p.is_dir() and (p / TRANSCRIPTS_FILE).is_file()
 
 
 def _single_path(path: Any) -> str | None:
@@ -49,7 +42,7 @@ def _can_read(path: str) -> bool:
     p = Path(path)
     if not p.exists():
         return False
-    if _is_output_folder(p):
+    if is_output_folder(p):
         return True  # a segger output (read_output refuses an incomplete one with its reason)
     from segger.io.spatialdata import is_spatialdata_store
 
@@ -119,7 +112,7 @@ def read_spatial(path: Any) -> list[tuple]:
 
     single = _single_path(path)
     p = Path(single)
-    if _is_output_folder(p):
+    if is_output_folder(p):
         return read_output(p)
     sample = read_sample(p)
     prefix = p.name
@@ -163,39 +156,6 @@ def read_output(folder: Path) -> list[tuple]:
     if bounds is not None and len(bounds):
         layers.append(cells_to_layer(bounds, metadata=meta))
     return layers
-
-
-def adopt_output_results(viewer: Any, state: Any) -> None:
-    """Make the result table of a segger output folder opened whole (:func:`read_output` links it to its
-    ``segger transcripts`` layer) the session's result, ``state.set_result(result, {"source", *its run's
-    predict parameters})``: for such a layer in the viewer now and for each one added later (after the
-    reader has added all of its layers). A graph or prediction of another dataset in the session is
-    dropped first (it is not this table's). Once per state; napari's layer events, main thread."""
-    real = getattr(viewer, "__wrapped__", viewer)
-    inserted = getattr(getattr(getattr(real, "layers", None), "events", None), "inserted", None)
-    if inserted is None or getattr(state, "_adopts_outputs", False):
-        return
-    state._adopts_outputs = True
-
-    def take(layer: Any) -> None:
-        meta = ((getattr(layer, "metadata", None) or {}).get("segger") or {})
-        result = meta.get(OUTPUT_RESULT)
-        if result is None or result is state.result or len(layer.data) != len(result) or layer not in real.layers:
-            return
-        if state.bundle is not None or state.prediction is not None:
-            state.reset_data()
-        state.set_result(result, {"source": meta.get("source"), **(meta.get(OUTPUT_PARAMS) or {})})
-
-    for layer in list(real.layers):
-        take(layer)
-
-    def on_inserted(event: Any) -> None:
-        from qtpy.QtCore import QTimer
-
-        layer = event.value
-        QTimer.singleShot(0, lambda: take(layer))
-
-    inserted.connect(on_inserted)
 
 
 #: DAPI / morphology images of a Xenium folder, most useful first

@@ -216,7 +216,7 @@ def get_state(viewer: Any) -> SeggerState:
         if state is None:
             state = SeggerState()
             _STATES[real] = state
-            from segger.napari._reader import adopt_output_results
+            from segger.napari._inputs import adopt_output_results
 
             adopt_output_results(real, state)  # an output folder opened whole: its result is the session's
         return state

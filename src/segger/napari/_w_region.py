@@ -141,12 +141,12 @@ class RegionWidget(SeggerWidget):
     def _shown_slide(self) -> str | None:
         """The output folder of the ``segger slide extent`` layer in the viewer (reopened from the
         Plugins menu after the dock was closed), when it still is one."""
-        from segger.napari._reader import _is_output_folder
+        from segger.utils.outdir import is_output_folder
         from segger.napari._viewer import find_layer
 
         layer = find_layer(self.viewer, LAYER_EXTENT) if self.viewer is not None else None
         folder = (getattr(layer, "metadata", None) or {}).get("segger", {}).get("source")
-        return folder if folder and _is_output_folder(Path(folder)) else None
+        return folder if folder and is_output_folder(Path(folder)) else None
 
     # ---------------------------------------------------------------------------------------
     def set_source(self, source: Any) -> None:

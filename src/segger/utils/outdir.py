@@ -133,6 +133,12 @@ def check_output_path(output, inputs: Iterable[tuple[str, object]] = (), *, opti
     return out
 
 
+def is_output_folder(path) -> bool:
+    """True for a folder holding a segger run's transcripts table (:data:`TRANSCRIPTS_FILE`)."""
+    p = Path(path)
+    return p.is_dir() and (p / TRANSCRIPTS_FILE).is_file()
+
+
 def require_complete(folder, command: str) -> Path:
     """``folder`` if it holds a complete segger output (``segger_run.json``); else a one-line error."""
     out = Path(folder)
