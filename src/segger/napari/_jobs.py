@@ -23,34 +23,9 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 
 from segger.errors import SeggerError, one_line
 from segger.progress import Progress
+from segger.utils.gc import hold_existing, release_existing
 
 log = logging.getLogger("segger.napari")
-
-#: jobs running now (process-wide, like the garbage collector they steer)
-_RUNNING = [0]
-
-
-def _gc_hold() -> None:
-    """While a job runs, Python's full garbage collections skip the objects that existed before it.
-
-    A full collection holds the GIL while it walks every tracked object of the process; with a
-    million-transcript session loaded one such walk took 530 ms in the middle of training, and the
-    GUI thread waited for all of it. ``gc.freeze`` moves the existing objects aside (O(1)); they are
-    collected again once the last job ends (``gc.unfreeze``)."""
-    import gc
-
-    if _RUNNING[0] == 0:
-        gc.freeze()
-    _RUNNING[0] += 1
-
-
-def _gc_release() -> None:
-    import gc
-
-    _RUNNING[0] = max(_RUNNING[0] - 1, 0)
-    if _RUNNING[0] == 0:
-        gc.unfreeze()
-
 
 #: the napari activity bar is updated at most this often (our own panel bar on every event)
 PBAR_INTERVAL_S = 0.25
@@ -228,7 +203,7 @@ class Job(QObject):
         worker.errored.connect(_errored)
         worker.finished.connect(self._finish)
         self.started.emit()
-        _gc_hold()
+        hold_existing()  # full GC pauses would stall the GUI thread (segger.utils.gc)
         self._gc_held = True
         worker.start()
         return worker
@@ -275,7 +250,7 @@ class Job(QObject):
     def _finish(self) -> None:
         if getattr(self, "_gc_held", False):
             self._gc_held = False
-            _gc_release()
+            release_existing()
         if self.pbar is not None:
             try:
                 self.pbar.close()

@@ -1,12 +1,14 @@
-"""Memory helpers of the tile path. ``segger.data.graph.gc_paused``: the cyclic GC is off inside (nested and from several tile
-threads at once) and back to how it was after the last block ends."""
+"""``segger.utils.gc``: ``gc_paused`` turns the cyclic GC off inside (nested and from several tile
+threads at once) and back to how it was after the last block ends; ``hold_existing`` /
+``release_existing`` (napari jobs) freeze the objects that existed before the first job until the
+last one ends."""
 
 from __future__ import annotations
 
 import gc
 import threading
 
-from segger.data.graph import gc_paused
+from segger.utils.gc import gc_paused, hold_existing, release_existing
 
 
 def test_gc_paused_nested_and_threads():
@@ -72,3 +74,18 @@ def test_release_memory_hands_arrow_pages_back():
     del bufs, b
     release_memory()
     assert proc.memory_info().rss - before < 128 << 20
+
+
+def test_jobs_hold_the_existing_objects_until_the_last_one_ends():
+    assert gc.get_freeze_count() == 0
+    before = [object() for _ in range(10)]  # noqa: F841 - objects that exist before the jobs
+    hold_existing()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0  # a full collection now skips them
+    hold_existing()  # a second job
+    release_existing()
+    assert gc.get_freeze_count() == frozen  # the first job still runs
+    release_existing()
+    assert gc.get_freeze_count() == 0
+    release_existing()  # an unmatched release is harmless
+    assert gc.get_freeze_count() == 0
