@@ -168,22 +168,32 @@ def _reference_column(df: pd.DataFrame, requested: str | None) -> str | None:
     return None
 
 
-def write_cell_outputs(result: pd.DataFrame, stage, *, reference_column: str | None = "cell_id",
+def write_cell_outputs(result: pd.DataFrame | str | os.PathLike, stage, *, reference_column: str | None = "cell_id",
                        boundaries_method: str = "smooth"):
     """The outputs derived from an assigned transcripts table — outlines (:data:`BOUNDARIES_FILE`),
     cells × genes (:data:`CELLS_FILE`) and QC (:data:`QC_FILE`) — written into the staging folder
     ``stage``; the one place they are written for in-memory and out-of-core runs. Returns
-    ``(adata, qc)``."""
+    ``(adata, qc)``.
+
+    ``result`` is the table, or the path of a transcripts file (an out-of-core run's): then the
+    outputs are computed window by window without reading the table whole
+    (:func:`segger.export.streamed.streamed_cell_outputs`; the same outputs)."""
     from segger.export import build_anndata, cell_boundaries, write_anndata, write_boundaries
     from segger.validation import qc_report, write_qc_json
 
     stage = Path(stage)
-    ref = _reference_column(result, reference_column)
-    bounds = cell_boundaries(result, method=boundaries_method)
+    if isinstance(result, (str, os.PathLike)):
+        from segger.export.streamed import streamed_cell_outputs
+
+        bounds, adata, qc = streamed_cell_outputs(result, reference_column=reference_column,
+                                                  boundaries_method=boundaries_method, scratch=stage)
+    else:
+        ref = _reference_column(result, reference_column)
+        bounds = cell_boundaries(result, method=boundaries_method)
+        adata = build_anndata(result, bounds, reference_column=ref or "cell_id")
+        qc = qc_report(result, reference_column=ref)
     write_boundaries(bounds, stage / BOUNDARIES_FILE)
-    adata = build_anndata(result, bounds, reference_column=ref or "cell_id")
     write_anndata(adata, stage / CELLS_FILE)
-    qc = qc_report(result, reference_column=ref)
     write_qc_json(qc, stage / QC_FILE)
     return adata, qc
 

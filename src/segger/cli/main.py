@@ -402,7 +402,7 @@ def cmd_predict(a, bar) -> int:
 def _predict_out_of_core(a, bar) -> int:
     import time
 
-    from segger.export import read_transcripts_output, write_run_json
+    from segger.export import write_run_json
     from segger.scale import OutOfCoreConfig, predict_out_of_core
     from segger.training.checkpoint import read_checkpoint
     from segger.training.health import check_model_health
@@ -430,13 +430,13 @@ def _predict_out_of_core(a, bar) -> int:
                 import shutil
 
                 shutil.rmtree(work, ignore_errors=True)
-        # outlines, cells × genes and QC from the streamed result, written as an in-memory run writes them
-        # (the result table is read back whole here: per-tile cell aggregation is not streamed yet)
+        # outlines, cells × genes and QC from the streamed result, window by window, written as an
+        # in-memory run writes them
         t = time.perf_counter()
-        result = read_transcripts_output(session.stage / TRANSCRIPTS_FILE)
-        adata, _ = write_cell_outputs(result, session.stage, reference_column=a.reference_column)
+        adata, _ = write_cell_outputs(session.stage / TRANSCRIPTS_FILE, session.stage,
+                                      reference_column=a.reference_column)
         n_cells = int(adata.n_obs)
-        del result, adata
+        del adata
         res.timings["export"] = time.perf_counter() - t
         bar.close()
         write_run_json(session.stage / RUN_MARKER,

@@ -21,7 +21,6 @@ Edge types (source → target, message direction)
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -266,11 +265,9 @@ def _outline_distance(xy: np.ndarray, geoms: np.ndarray, cand: np.ndarray, chunk
 def _threads() -> int:
     """Threads for shapely work: torch's intra-op setting (so a tile worker limited to one
     thread stays at one), at most the CPUs this process may use."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        cpus = os.cpu_count() or 1
-    return max(1, min(torch.get_num_threads(), cpus))
+    from segger.utils.cpus import cpus_available
+
+    return max(1, min(torch.get_num_threads(), cpus_available()))
 
 
 def outline_distances(xy: np.ndarray, geoms: np.ndarray | None, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -145,13 +145,27 @@ def read_transcripts_output(path: str | os.PathLike, columns: list[str] | None =
     wrote, whichever layout: a file in the input's own layout is read back through the reader's column
     rule (:func:`segger.io.tidy_platform_table`); Segger's columns come through unchanged."""
 
+    df = _tidy_output(pd.read_parquet(path), path, _layout_of(path))
+    return df[columns] if columns is not None else df
+
+
+def iter_transcripts_output(path: str | os.PathLike) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(row group, its rows as the result table)`` for each row group of a transcripts file, in file
+    order: :func:`read_transcripts_output` one row group at a time (memory bounded by a row group)."""
+    import pyarrow.parquet as pq
+
     layout = _layout_of(path)
-    df = pd.read_parquet(path)
+    with pq.ParquetFile(path, pre_buffer=False) as pf:
+        for rg in range(pf.num_row_groups):
+            yield rg, _tidy_output(pf.read_row_group(rg).to_pandas(), path, layout)
+
+
+def _tidy_output(df: pd.DataFrame, path, layout: dict[str, Any]) -> pd.DataFrame:
     if layout.get("layout") == "input":
         from segger.io import tidy_platform_table
 
         df = tidy_platform_table(df, layout["platform"], path, layout.get("pixel_size"))
-    return df[columns] if columns is not None else df
+    return df
 
 
 def _layout_of(path) -> dict[str, Any]:
@@ -411,6 +425,7 @@ def build_anndata(
     *,
     cell_col: str = schema.SEGGER_CELL_ID,
     dtype: Any = np.float32,
+    genes: Any = None,
 ):
     """Cells × genes AnnData of the assigned cells.
 
@@ -427,13 +442,21 @@ def build_anndata(
       reference cell holding most of the cell's transcripts, ``"UNASSIGNED"`` when none) and
       ``ref_overlap`` (that count / ``n_transcripts``).
     - ``obsm["spatial"]``: ``(n_cells, 2)`` float64 centroids; ``var["n_cells"]``.
+
+    ``genes`` (sorted str): the ``var_names`` to use instead of the table's genes (a part of a larger
+    table: :mod:`segger.export.streamed`); every gene of the table must be among them.
     """
     import anndata as ad
     import scipy.sparse as sp
 
     _require(result_df, cell_col, schema.GENE, schema.X, schema.Y)
     codes, cells = factorize_cells(result_df[cell_col])
-    gcodes, genes = pd.factorize(result_df[schema.GENE].astype(str), sort=True)
+    if genes is None:
+        gcodes, genes = pd.factorize(result_df[schema.GENE].astype(str), sort=True)
+    else:
+        gcodes = pd.Index(genes).get_indexer(result_df[schema.GENE].astype(str))
+        if (gcodes < 0).any():
+            raise ValueError("build_anndata: the table holds genes that are not in genes=")
     genes = np.asarray(genes, dtype=object)
     ok = codes >= 0
     n_cells, n_genes = len(cells), len(genes)

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from segger import schema as S
 from segger.errors import SeggerInputError
 from segger.progress import Progress
+from segger.utils.cpus import cpus_available
 from segger.scale.tiled import (
     InputSpec,
     TileSettings,
@@ -90,13 +91,6 @@ class OutOfCoreResult:
     scheduler: str
     tile_seconds: list[float] = field(default_factory=list)
     input_path: str | None = None  # the transcripts parquet that was streamed (what provenance hashes)
-
-
-def cpus_available() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return max(1, os.cpu_count() or 1)
 
 
 class _Executor:

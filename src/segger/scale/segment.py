@@ -13,7 +13,8 @@ every output of an in-memory run, never holding the slide.
 4. **Predict** every tile with ``model/best.pt`` (:func:`segger.scale.runner.iter_predict_out_of_core`,
    same graph parameters and reach) on the configured Dask scheduler, streamed to
    ``segger_transcripts.parquet``.
-5. **Cell outputs** (outlines, cells × genes, QC) by :func:`segger.workflows.write_cell_outputs` and
+5. **Cell outputs** (outlines, cells × genes, QC) by :func:`segger.workflows.write_cell_outputs`
+   from the streamed result, window by window (:mod:`segger.export.streamed`), and
    ``segger_run.json``, all staged and published by :func:`segger.utils.outdir.output_session`, the
    path of every other run. Fragments keep the global ids of out-of-core predict
    (``fragment-tx<first transcript id>``).
@@ -72,17 +73,6 @@ def choose_tiles(tiles: list[int], core_rows: dict[int, int], train_tiles: float
     n_train = int(round(train_tiles * len(rest))) if train_tiles <= 1 else int(train_tiles)
     train = rest[:max(1, min(n_train, len(rest)))]
     return sorted(int(t) for t in train), sorted(int(t) for t in val)
-
-
-def _read_result(path: Path):
-    """The streamed result table, read back as the out-of-core predict command reads it."""
-    try:
-        from segger.export import read_transcripts_output
-    except ImportError:  # older writer: the file is in the tidy schema
-        import pandas as pd
-
-        return pd.read_parquet(path)
-    return read_transcripts_output(path)
 
 
 def _tile_loader(tasks: dict[int, TileTask], graph, vocab, min_nuclear: int):
@@ -194,10 +184,9 @@ def segment_out_of_core(input_path: str | os.PathLike, output: str | os.PathLike
 
         # 4. the cell outputs and the run record, published together
         t = time.perf_counter()
-        result = _read_result(stage / TRANSCRIPTS_FILE)
-        adata, qc = write_cell_outputs(result, stage, reference_column=reference_column)
+        adata, qc = write_cell_outputs(stage / TRANSCRIPTS_FILE, stage, reference_column=reference_column)
         n_cells = int(adata.n_obs)
-        del result, adata
+        del adata
         timings["export"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_all
         write_run_json(stage / RUN_MARKER,
