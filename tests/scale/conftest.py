@@ -46,3 +46,28 @@ def ooc_sync(tmp_path_factory, lung_checkpoint, pkg_lung_dir, core_env_ctx):
     with core_env_ctx():
         res = predict_out_of_core(pkg_lung_dir, lung_checkpoint, out, OutOfCoreConfig(**OOC_TILING, scheduler="synchronous"))
     return res, pd.read_parquet(out)
+
+
+#: ``segger segment --out-of-core`` on the lung crop with a tiny model: 9 tiles of 70 µm, 4 training tiles
+SEGMENT_OOC_ARGS = ["--hidden-channels", "16", "--out-channels", "16", "--heads", "2", "--num-mid-layers", "1",
+                    "--epochs", "2", "--train-tile-tx", "1500", "--device", "cpu", "--quiet", "--out-of-core",
+                    "--tile-size", "70", "--train-tiles", "4"]
+
+
+@pytest.fixture(scope="session")
+def segment_ooc_args() -> list[str]:
+    return list(SEGMENT_OOC_ARGS)
+
+
+@pytest.fixture(scope="session")
+def segment_ooc_sync(tmp_path_factory, pkg_lung_dir, core_env_ctx) -> Path:
+    """The output folder of ``segger segment --out-of-core --scheduler synchronous`` (:data:`SEGMENT_OOC_ARGS`):
+    the reference the cluster runs of the same command are compared to."""
+    from segger.cli.main import main
+
+    out = tmp_path_factory.mktemp("segment-ooc") / "sync"
+    with core_env_ctx():
+        assert main(["segment", str(pkg_lung_dir), "--output", str(out), *SEGMENT_OOC_ARGS,
+                     "--scheduler", "synchronous"]) == 0
+    return out
+

@@ -6,7 +6,9 @@
   (``scheduler="tcp://127.0.0.1:PORT"``).
 
 Both must give the synchronous run's result table exactly: the same rows in the same order, the
-same columns, the same values (scores bit for bit, cell ids, fragment ids).
+same columns, the same values (scores bit for bit, cell ids, fragment ids). The whole command,
+``segger segment --out-of-core --scheduler tcp://…`` (train on streamed tiles, predict on the cluster,
+every output), must write the synchronous command's files with the same contents.
 """
 
 from __future__ import annotations
@@ -138,3 +140,47 @@ def test_cluster_programs_are_stopped(tmp_path):
     assert all(p.poll() is not None for p in procs)
     for pid in child_pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def _same_output_folder(got: Path, ref: Path) -> None:
+    """Every output file of two ``segger segment`` folders holds the same data (the run JSON's times,
+    paths and scheduler aside)."""
+    import json
+
+    import anndata as ad
+    import torch
+
+    from segger.utils.outdir import BOUNDARIES_FILE, CELLS_FILE, QC_FILE, RUN_MARKER, TRANSCRIPTS_FILE
+
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in ref.iterdir())
+    assert_same_result(pd.read_parquet(got / TRANSCRIPTS_FILE), pd.read_parquet(ref / TRANSCRIPTS_FILE))
+    pd.testing.assert_frame_equal(pd.read_parquet(got / BOUNDARIES_FILE), pd.read_parquet(ref / BOUNDARIES_FILE),
+                                  check_exact=True)
+    a, b = ad.read_h5ad(got / CELLS_FILE), ad.read_h5ad(ref / CELLS_FILE)
+    assert a.obs_names.tolist() == b.obs_names.tolist() and (a.X != b.X).nnz == 0
+    pd.testing.assert_frame_equal(a.obs, b.obs, check_exact=True)
+    assert json.loads((got / QC_FILE).read_text()) == json.loads((ref / QC_FILE).read_text())
+    wa = torch.load(got / "model" / "best.pt", map_location="cpu", weights_only=False)["state_dict"]
+    wb = torch.load(ref / "model" / "best.pt", map_location="cpu", weights_only=False)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wb)
+    ra, rb = (json.loads((d / RUN_MARKER).read_text()) for d in (got, ref))
+    assert ra["extra"]["n_cells"] == rb["extra"]["n_cells"] and ra["extra"]["counts"] == rb["extra"]["counts"]
+    assert ra["parameters"]["train_tiles"] == rb["parameters"]["train_tiles"]
+
+
+def test_segment_command_on_a_cluster_equals_synchronous(segment_ooc_sync, segment_ooc_args, pkg_lung_dir, tmp_path,
+                                                         dask_cluster_processes):
+    """``segger segment --out-of-core --scheduler tcp://…``: the whole command, every output, on a scheduler
+    and 2 worker processes started as programs, writes what the synchronous command writes."""
+    import json
+
+    from segger.cli.main import main
+
+    address, procs = dask_cluster_processes
+    out = tmp_path / "cluster"
+    assert main(["segment", str(pkg_lung_dir), "--output", str(out), *segment_ooc_args, "--scheduler", address]) == 0
+    run = json.loads((out / "segger_run.json").read_text())
+    assert run["parameters"]["scheduler"] == f"cluster:{address}"
+    assert all(p.poll() is None for p in procs)
+    _same_output_folder(out, segment_ooc_sync)
+

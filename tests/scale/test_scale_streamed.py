@@ -113,7 +113,7 @@ def test_streamed_training_is_seeded(lung_buckets, tiny_train_config):
 
 
 @pytest.mark.slow
-def test_cli_segment_out_of_core_writes_the_in_memory_outputs(pkg_lung_dir, tmp_path):
+def test_cli_segment_out_of_core_writes_the_in_memory_outputs(pkg_lung_dir, tmp_path, segment_ooc_sync):
     import anndata as ad
 
     from segger.cli.main import main
@@ -121,10 +121,8 @@ def test_cli_segment_out_of_core_writes_the_in_memory_outputs(pkg_lung_dir, tmp_
 
     tiny = ["--hidden-channels", "16", "--out-channels", "16", "--heads", "2", "--num-mid-layers", "1",
             "--epochs", "2", "--train-tile-tx", "1500", "--device", "cpu", "--quiet"]
-    mem, ooc = tmp_path / "mem", tmp_path / "ooc"
+    mem, ooc = tmp_path / "mem", segment_ooc_sync  # ooc: the same options + --out-of-core (tests/scale/conftest.py)
     assert main(["segment", str(pkg_lung_dir), "--output", str(mem), *tiny]) == 0
-    assert main(["segment", str(pkg_lung_dir), "--output", str(ooc), *tiny, "--out-of-core", "--tile-size", "70",
-                 "--scheduler", "synchronous", "--train-tiles", "4"]) == 0
 
     def tree(d):
         return sorted(str(p.relative_to(d)) for p in d.rglob("*"))

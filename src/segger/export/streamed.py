@@ -20,7 +20,9 @@
 
 Memory: the per-transcript codes (18 B a transcript: 0.54 GB at 30 M), one row group, and the windows
 in flight (one per worker thread, each about ``rows_per_window`` transcripts with their shapely
-points); the slide's table is never in memory.
+points), plus QC's work on the whole slide's codes; the slide's table is never read whole. Measured
+peak of the step (benchmarks/run.py --segment): 2.7 / 4.3 / 9.2 GB at 1 / 10 / 30 M — it still grows
+with the slide (QC and the pass's concatenation are the suspects; not yet profiled).
 The outputs are the files of an in-memory run, byte for byte in their layout.
 """
 
