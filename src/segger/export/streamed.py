@@ -248,8 +248,8 @@ def _window_rows(t: StreamedTable, owned: np.ndarray, context: float) -> tuple[n
     for g in groups:
         lo, hi = int(t.rg_rows[g]), int(t.rg_rows[g + 1])
         xy = t.xy(lo, hi)
+        # the region holds the box of every cell meeting the grown box: such a cell comes whole
         inside = ((xy[:, 0] >= region[0]) & (xy[:, 0] <= region[2]) & (xy[:, 1] >= region[1]) & (xy[:, 1] <= region[3]))
-        inside |= np.isin(t.cell[lo:hi], np.flatnonzero(meet))  # a cell meeting the box comes whole
         idx = np.flatnonzero(inside)
         rows.append(idx + lo)
         xys.append(xy[idx])
