@@ -40,7 +40,7 @@ from segger import schema
 from segger.errors import SeggerInputError
 
 #: assigned transcripts owned by one window (the unit of outline / AnnData work)
-ROWS_PER_WINDOW = 500_000
+ROWS_PER_WINDOW = 250_000
 #: µm around a window's owned cells whose transcripts (and whole cells) come with it: ≥ 2 × (expand +
 #: smooth) of the outlines plus a cell's reach, so an owned outline never sees the window's edge
 CONTEXT_UM = 25.0
@@ -275,11 +275,13 @@ def streamed_cell_outputs(path: str | os.PathLike, *, reference_column: str | No
     from segger.export.writers import build_anndata, cell_boundaries
     from segger.utils.cpus import cpus_available
     from segger.utils.gc import gc_paused
+    from segger.utils.memory import release_memory
     from segger.validation import qc_report
 
     path = Path(path)
     scratch = Path(scratch) if scratch is not None else path.parent
     t = scan_transcripts_output(path, scratch, reference_column=reference_column)
+    release_memory()  # the pass's batches and concatenations: only the codes are kept
     ref = reference_column if t.ref_any else None  # segger.workflows' rule: a reference with a value
     def window(owned: np.ndarray):
         rows, xy = _window_rows(t, owned, context)
@@ -291,6 +293,10 @@ def streamed_cell_outputs(path: str | os.PathLike, *, reference_column: str | No
         return b, a.obs, a.X, a.obsm["spatial"]
 
     try:
+        # QC first, on the compact codes, and its work handed back to the OS before the windows start
+        # (the windows run on other threads, whose heaps would not reuse what QC freed)
+        qc = qc_report(t.frame(), reference_column=ref)
+        release_memory()
         bounds, obs, X, spatial = [], [], [], []
         n_threads = max(1, int(workers if workers is not None else cpus_available()))
         # the windows are independent and GEOS releases the GIL: ``workers`` windows side by side
@@ -300,6 +306,7 @@ def streamed_cell_outputs(path: str | os.PathLike, *, reference_column: str | No
                 obs.append(o)
                 X.append(x)
                 spatial.append(sxy)
+                release_memory()  # a window's points and frames are gone: its pages back before the next
         if bounds:
             bounds_df = pd.concat(bounds, ignore_index=True)
             bounds_df = bounds_df.iloc[np.argsort(bounds_df["cell_id"].to_numpy(dtype=str), kind="stable")]
@@ -319,7 +326,6 @@ def streamed_cell_outputs(path: str | os.PathLike, *, reference_column: str | No
         var["n_cells"] = np.diff(X_all.tocsc().indptr).astype(np.int64)
         adata = ad.AnnData(X=X_all, obs=obs_df, var=var)
         adata.obsm["spatial"] = xy_all
-        qc = qc_report(t.frame(), reference_column=ref)
     finally:
         t.xy_file.unlink(missing_ok=True)
     return bounds_df, adata, qc

@@ -48,8 +48,8 @@ from segger.scale.tiled import (
     cleanup,
     plan_tiles,
     predict_tile,
-    release_memory,
 )
+from segger.utils.memory import release_memory
 
 
 @dataclass

@@ -39,7 +39,8 @@ from segger.errors import SeggerInputError
 from segger.progress import Progress
 from segger.scale.runner import OutOfCoreConfig, OutOfCoreResult, _with_global_reach, iter_predict_out_of_core
 from segger.scale.tiled import (InputSpec, TileTask, bucket_nuclei, bucket_transcripts, plan_tiles, read_tile,
-                                release_memory, tile_nuclei)
+                                tile_nuclei)
+from segger.utils.memory import release_memory
 
 
 @dataclass

@@ -81,6 +81,8 @@ def factorize_cells(values: Any) -> tuple[np.ndarray, np.ndarray]:
     the unique ids only.
     """
     s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object))
+    if isinstance(s.dtype, pd.CategoricalDtype) and np.asarray(s.cat.categories).dtype.kind != "f":
+        return _factorize_categorical(s)
     codes, uniques = pd.factorize(s, sort=False, use_na_sentinel=True)
     uniq = np.asarray(uniques)
     if uniq.dtype.kind == "f":
@@ -94,6 +96,80 @@ def factorize_cells(values: Any) -> tuple[np.ndarray, np.ndarray]:
     lut = np.full(len(labels) + 1, -1, dtype=np.int64)  # last slot: pandas' -1 sentinel
     lut[keep] = inv.reshape(-1)
     return lut[np.asarray(codes, dtype=np.int64)], out_labels.astype(str)
+
+
+#: rows handled at a time by the chunked paths below (bounds their temporaries, not their results)
+_CHUNK = 1 << 18
+
+
+def _factorize_categorical(s: pd.Series, dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`factorize_cells` of a categorical (non-float categories) from its codes: the same
+    result, with one array of the rows allocated (no hashing, temporaries one chunk long)."""
+    raw = s.cat.codes.to_numpy()  # narrow ints, -1 = missing
+    labels = np.asarray(s.cat.categories).astype(str)
+    seen = np.zeros(len(labels) + 1, dtype=bool)  # last slot: -1
+    for i in range(0, raw.size, _CHUNK):
+        seen[raw[i:i + _CHUNK]] = True
+    keep = np.flatnonzero(seen[:-1] & ~np.isin(labels, list(UNASSIGNED_VALUES)))
+    out_labels, inv = np.unique(labels[keep], return_inverse=True)
+    lut = np.full(len(labels) + 1, -1, dtype=np.int64)
+    lut[keep] = inv.reshape(-1)
+    out = np.empty(raw.size, dtype=dtype)
+    for i in range(0, raw.size, _CHUNK):
+        out[i:i + _CHUNK] = lut[raw[i:i + _CHUNK]]
+    return out, out_labels.astype(str)
+
+
+def _cell_codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`factorize_cells` for use inside this module: int32 codes when ``values`` is a
+    categorical with fewer than 2**31 categories (half the memory), else the same int64."""
+    if (isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype)
+            and np.asarray(values.cat.categories).dtype.kind != "f" and len(values.cat.categories) < 2**31 - 1):
+        return _factorize_categorical(values, np.int32)
+    return factorize_cells(values)
+
+
+def _gene_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values, sort=True, use_na_sentinel=True)``; a categorical's narrow codes
+    remapped to its present categories (in category order, as pandas sorts a categorical)
+    without an int64 array of the rows."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return pd.factorize(values, sort=True, use_na_sentinel=True)
+    raw = values.cat.codes.to_numpy()
+    seen = np.zeros(len(values.cat.categories) + 1, dtype=bool)
+    for i in range(0, raw.size, _CHUNK):
+        seen[raw[i:i + _CHUNK]] = True
+    keep = np.flatnonzero(seen[:-1])
+    lut = np.full(len(seen), -1, dtype=np.int32)
+    lut[keep] = np.arange(keep.size, dtype=np.int32)
+    out = np.empty(raw.size, dtype=np.int32)
+    for i in range(0, raw.size, _CHUNK):
+        out[i:i + _CHUNK] = lut[raw[i:i + _CHUNK]]
+    return out, np.asarray(values.cat.categories)[keep]
+
+
+def _pair_counts(a: np.ndarray, b: np.ndarray, n_b: int,
+                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique keys ``a * n_b + b`` of two equal-length int arrays (non-negative where
+    ``mask``, every row when None) and how often each occurs: ``np.unique(..., return_counts=True)``
+    computed a chunk at a time (each chunk's distinct pairs, then those merged), so the temporaries
+    scale with the distinct pairs, not the rows."""
+    keys, counts = [], []
+    for i in range(0, a.size, _CHUNK):
+        aa, bb = a[i:i + _CHUNK], b[i:i + _CHUNK]
+        if mask is not None:
+            m = mask[i:i + _CHUNK]
+            aa, bb = aa[m], bb[m]
+        k = aa.astype(np.int64) * n_b + bb
+        u, c = np.unique(k, return_counts=True)
+        keys.append(u)
+        counts.append(c)
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(keys) == 1:
+        return keys[0], counts[0].astype(np.int64)
+    u, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    return u, np.bincount(inv.reshape(-1), weights=np.concatenate(counts), minlength=u.size).astype(np.int64)
 
 
 def unassigned_mask(values: Any) -> np.ndarray:
@@ -119,18 +195,22 @@ def fraction_assigned(df: pd.DataFrame, cell_col: str = schema.SEGGER_CELL_ID) -
     _require(df, cell_col)
     if len(df) == 0:
         return float("nan")
-    codes, _ = factorize_cells(df[cell_col])
+    codes, _ = _cell_codes(df[cell_col])
     return float(np.mean(codes >= 0))
 
 
 def _counts_per_cell(codes: np.ndarray, n_cells: int) -> np.ndarray:
-    return np.bincount(codes[codes >= 0], minlength=n_cells)
+    n = np.zeros(n_cells, dtype=np.int64)
+    for i in range(0, codes.size, _CHUNK):  # a chunk at a time: no row-long temporaries
+        c = codes[i:i + _CHUNK]
+        n += np.bincount(c[c >= 0], minlength=n_cells)
+    return n
 
 
 def transcripts_per_cell(df: pd.DataFrame, cell_col: str = schema.SEGGER_CELL_ID) -> dict[str, float]:
     """Transcripts per assigned cell: ``dict(median, mean, p10, p90, n_cells)`` (NaN if no cell)."""
     _require(df, cell_col)
-    codes, labels = factorize_cells(df[cell_col])
+    codes, labels = _cell_codes(df[cell_col])
     counts = _counts_per_cell(codes, len(labels))
     counts = counts[counts > 0]
     if counts.size == 0:
@@ -151,18 +231,20 @@ def transcripts_per_cell(df: pd.DataFrame, cell_col: str = schema.SEGGER_CELL_ID
 # --------------------------------------------------------------------------------------------
 
 
-def _plurality(group: np.ndarray, value: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def _plurality(group: np.ndarray, value: np.ndarray, n_groups: int,
+               mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each group, the most frequent value and its count (ties → smallest value).
 
-    ``group`` and ``value`` are non-negative int arrays of equal length. Returns arrays of
-    length ``n_groups``: the winning value (``-1`` where the group is empty) and its count.
+    ``group`` and ``value`` are int arrays of equal length, non-negative in the rows counted
+    (``mask``; every row when None). Returns arrays of length ``n_groups``: the winning value
+    (``-1`` where the group is empty) and its count.
     """
     best = np.full(n_groups, -1, dtype=np.int64)
     best_n = np.zeros(n_groups, dtype=np.int64)
-    if group.size == 0:
+    if group.size == 0 or (mask is not None and not mask.any()):
         return best, best_n
-    n_values = int(value.max()) + 1
-    keys, counts = np.unique(group.astype(np.int64) * n_values + value, return_counts=True)
+    n_values = int(value.max()) + 1  # over all rows: a bound on the counted ones
+    keys, counts = _pair_counts(group, value, n_values, mask)
     g, v = np.divmod(keys, n_values)
     order = np.lexsort((v, -counts, g))  # by group, then count desc, then value asc
     g, v, counts = g[order], v[order], counts[order]
@@ -186,8 +268,8 @@ def agreement_per_cell(
     ``n_transcripts``, ``n_agree``, ``fraction``. See :func:`agreement` for the definition.
     """
     _require(df, pred_col, ref_col)
-    rc, rlabels = factorize_cells(df[ref_col])
-    pc, plabels = factorize_cells(df[pred_col])
+    rc, rlabels = _cell_codes(df[ref_col])
+    pc, plabels = _cell_codes(df[pred_col])
     n_ref = len(rlabels)
     in_ref = rc >= 0
 
@@ -217,13 +299,14 @@ def agreement_per_cell(
     # match: plurality predicted cell of the reference cell's nuclear transcripts
     sel = in_ref & nuclear & (pc >= 0)
     sel &= bearing[np.where(in_ref, rc, 0)]
-    match, _ = _plurality(rc[sel], pc[sel], n_ref)
+    match, _ = _plurality(rc, pc, n_ref, sel)
+    del sel
     # reference cells listed in nucleus_bearing but without nuclear transcripts: all transcripts
     no_nuc = bearing & (n_nuc == 0)
     if no_nuc.any():
         sel_all = in_ref & (pc >= 0)
         sel_all &= no_nuc[np.where(in_ref, rc, 0)]
-        match_all, _ = _plurality(rc[sel_all], pc[sel_all], n_ref)
+        match_all, _ = _plurality(rc, pc, n_ref, sel_all)
         match = np.where(no_nuc, match_all, match)
 
     rows = in_ref & bearing[np.where(in_ref, rc, 0)]
@@ -291,18 +374,20 @@ def match_cells(
     """Largest-overlap matching between two segmentations of the same transcripts.
 
     Overlaps ``|P ∩ R|`` are counted over the transcripts that **both** columns assign. Returns
-    ``pred_codes``, ``pred_labels``, ``ref_codes``, ``ref_labels`` (see :func:`factorize_cells`),
+    ``pred_codes``, ``pred_labels``, ``ref_codes``, ``ref_labels`` (see :func:`factorize_cells`; the
+    codes are int32 for a categorical column),
     ``pred_best`` (per predicted cell, the reference code it shares most transcripts with, -1 when
     it shares none), ``ref_best`` (per reference cell, its largest-overlap predicted code) and
     ``paired`` (per predicted cell, True when it and ``pred_best`` are each other's largest
     overlap). Ties go to the smallest code (ids sorted as ``str``).
     """
     _require(df, pred_col, ref_col)
-    pc, plabels = factorize_cells(df[pred_col])
-    rc, rlabels = factorize_cells(df[ref_col])
+    pc, plabels = _cell_codes(df[pred_col])
+    rc, rlabels = _cell_codes(df[ref_col])
     both = (pc >= 0) & (rc >= 0)
-    pred_best, _ = _plurality(pc[both], rc[both], len(plabels))
-    ref_best, _ = _plurality(rc[both], pc[both], len(rlabels))
+    pred_best, _ = _plurality(pc, rc, len(plabels), both)
+    ref_best, _ = _plurality(rc, pc, len(rlabels), both)
+    del both
     paired = pred_best >= 0
     paired[paired] = ref_best[pred_best[paired]] == np.flatnonzero(paired)
     return {"pred_codes": pc, "pred_labels": plabels, "ref_codes": rc, "ref_labels": rlabels,
@@ -351,17 +436,22 @@ def agreement_scores(
     pc, rc = m["pred_codes"], m["ref_codes"]
     n_ref = len(m["ref_labels"])
     nucleated = _nucleated_ref(rc, n_ref, df, nuclear_col, nucleus_bearing, m["ref_labels"])
-    rows = (rc >= 0) & nucleated[np.where(rc >= 0, rc, 0)] if n_ref else np.zeros(len(df), bool)
-    r, p = rc[rows], pc[rows]
-    has_p = p >= 0
-    pp = np.where(has_p, p, 0)
-    best_ok = has_p & (m["pred_best"][pp] == r) if len(m["pred_best"]) else np.zeros(r.size, bool)
-    mutual_ok = best_ok & m["paired"][pp] if len(m["paired"]) else best_ok
-    n = int(rows.sum())
+    n = n_best = n_mutual = 0
+    for i in range(0, rc.size if n_ref else 0, _CHUNK):  # a chunk of rows at a time: no row-long temporaries
+        r, p = rc[i:i + _CHUNK], pc[i:i + _CHUNK]
+        rows = (r >= 0) & nucleated[np.where(r >= 0, r, 0)]
+        r, p = r[rows], p[rows]
+        has_p = p >= 0
+        pp = np.where(has_p, p, 0)
+        best_ok = has_p & (m["pred_best"][pp] == r) if len(m["pred_best"]) else np.zeros(r.size, bool)
+        mutual_ok = best_ok & m["paired"][pp] if len(m["paired"]) else best_ok
+        n += int(rows.sum())
+        n_best += int(best_ok.sum())
+        n_mutual += int(mutual_ok.sum())
     n_pairs = int(np.sum(nucleated[m["pred_best"][m["paired"]]])) if m["paired"].any() else 0
     return {
-        "best_match": _safe_div(best_ok.sum(), n),
-        "mutual": _safe_div(mutual_ok.sum(), n),
+        "best_match": _safe_div(n_best, n),
+        "mutual": _safe_div(n_mutual, n),
         "n_transcripts": n,
         "n_ref_cells": int(nucleated.sum()),
         "n_pairs": n_pairs,
@@ -570,22 +660,24 @@ def _binary_matrix(
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Binary cells × genes CSR matrix (int32 0/1) over assigned rows (and ``mask``)."""
     _require(df, cell_col, gene_col)
-    codes, labels = factorize_cells(df[cell_col])
-    gcodes, genes = pd.factorize(df[gene_col], sort=True, use_na_sentinel=True)
+    codes, labels = _cell_codes(df[cell_col])
+    gcodes, genes = _gene_codes(df[gene_col])
     keep = (codes >= 0) & (gcodes >= 0)
     if mask is not None:
         keep &= mask
-    rows, cols = codes[keep], gcodes[keep]
+    n_genes = len(genes)
+    # the distinct (cell, gene) pairs, sorted by cell then gene: the matrix's nonzeros in CSR order
+    pairs, _ = _pair_counts(codes, gcodes, max(n_genes, 1), keep)
+    del codes, gcodes, keep
+    rows, cols = np.divmod(pairs, max(n_genes, 1))
     # drop cells with no kept row so n_cells counts only cells that appear here
     present = np.bincount(rows, minlength=len(labels)) > 0
     remap = np.cumsum(present) - 1
     rows = remap[rows]
     labels = labels[present]
-    m = sp.coo_matrix(
-        (np.ones(rows.size, dtype=np.int32), (rows, cols)), shape=(len(labels), len(genes))
-    ).tocsr()
-    m.sum_duplicates()
-    m.data[:] = 1
+    indptr = np.zeros(len(labels) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(labels)), out=indptr[1:])
+    m = sp.csr_matrix((np.ones(rows.size, dtype=np.int32), cols, indptr), shape=(len(labels), n_genes))
     return m, labels, np.asarray(genes).astype(str)
 
 
@@ -689,11 +781,15 @@ def _cell_size_mask(df: pd.DataFrame, cell_col: str, min_transcripts: int, mask:
     """Rows whose cell holds ≥ ``min_transcripts`` rows (counted within ``mask``), and ``mask``."""
     if min_transcripts <= 1:
         return mask
-    codes, labels = factorize_cells(df[cell_col])
+    codes, labels = _cell_codes(df[cell_col])
     keep = codes >= 0 if mask is None else (codes >= 0) & mask
-    n = np.bincount(codes[keep], minlength=len(labels))
+    n = np.zeros(len(labels), dtype=np.int64)
+    for i in range(0, codes.size, _CHUNK):
+        n += np.bincount(codes[i:i + _CHUNK][keep[i:i + _CHUNK]], minlength=len(labels))
     big = np.zeros(len(codes), dtype=bool)
-    big[keep] = n[codes[keep]] >= min_transcripts
+    for i in range(0, codes.size if len(labels) else 0, _CHUNK):
+        c = codes[i:i + _CHUNK]
+        big[i:i + _CHUNK] = keep[i:i + _CHUNK] & (n[np.where(c >= 0, c, 0)] >= min_transcripts)
     return big
 
 
@@ -859,23 +955,32 @@ def mecr_flagged_cells(
 
 
 def _as_categorical(values: pd.Series) -> pd.Series:
-    """Cell ids as a categorical of their str labels (unassigned → NaN): factorised once."""
-    codes, labels = factorize_cells(values)
+    """Cell ids as a categorical of their str labels (unassigned → NaN): factorised once. A column that
+    is already such a categorical (str categories, sorted and unique, none meaning unassigned; unused
+    ones allowed) is used as it is."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = np.asarray(values.cat.categories)
+        if (cats.dtype.kind in "OU" and all(isinstance(c, str) for c in cats) and cats.size
+                and bool(np.all(cats[1:].astype(str) > cats[:-1].astype(str)))
+                and not np.isin(cats.astype(str), list(UNASSIGNED_VALUES)).any()):
+            return values
+    codes, labels = _cell_codes(values)
     return pd.Series(pd.Categorical.from_codes(codes, categories=labels), index=values.index, name=values.name)
 
 
 def _compact_frame(df: pd.DataFrame, cell_col: str, reference_column: str | None) -> pd.DataFrame:
-    """The columns a report needs, with id and gene columns categorical (fast repeated factorise)."""
-    out = pd.DataFrame(index=df.index)
-    out[cell_col] = _as_categorical(df[cell_col])
+    """The columns a report needs, with id and gene columns categorical (fast repeated factorise);
+    columns that are already so are not copied."""
+    cols = {cell_col: _as_categorical(df[cell_col])}
     if reference_column is not None and reference_column in df.columns and reference_column != cell_col:
-        out[reference_column] = _as_categorical(df[reference_column])
+        cols[reference_column] = _as_categorical(df[reference_column])
     if schema.GENE in df.columns:
-        out[schema.GENE] = df[schema.GENE].astype("category")
+        g = df[schema.GENE]
+        cols[schema.GENE] = g if isinstance(g.dtype, pd.CategoricalDtype) else g.astype("category")
     for col in (schema.NUCLEAR, schema.SCORE, schema.ASSIGNMENT):
         if col in df.columns:
-            out[col] = df[col]
-    return out
+            cols[col] = df[col]
+    return pd.DataFrame(cols, index=df.index, copy=False)
 
 
 def _score_summary(df: pd.DataFrame, assigned: np.ndarray, bins: int) -> dict[str, Any] | None:
@@ -885,13 +990,16 @@ def _score_summary(df: pd.DataFrame, assigned: np.ndarray, bins: int) -> dict[st
     fin = np.isfinite(s)
     if not fin.any():
         return {"median": None, "median_assigned": None, "mean": None, "bins": [], "counts": []}
-    lo, hi = min(0.0, float(s[fin].min())), max(1.0, float(s[fin].max()))
-    counts, edges = np.histogram(s[fin], bins=bins, range=(lo, hi))
+    sf = s if fin.all() else s[fin]  # one copy at most
+    lo, hi = min(0.0, float(sf.min())), max(1.0, float(sf.max()))
+    counts, edges = np.histogram(sf, bins=bins, range=(lo, hi))
+    median, mean = float(np.median(sf)), float(sf.mean())
+    del sf
     sa = s[fin & assigned]
     return {
-        "median": float(np.median(s[fin])),
+        "median": median,
         "median_assigned": float(np.median(sa)) if sa.size else float("nan"),
-        "mean": float(s[fin].mean()),
+        "mean": mean,
         "bins": [float(e) for e in edges],
         "counts": [int(c) for c in counts],
     }
@@ -934,8 +1042,7 @@ def qc_report(
     """
     _require(df, cell_col)
     df = _compact_frame(df, cell_col, reference_column)
-    codes, _ = factorize_cells(df[cell_col])
-    assigned = codes >= 0
+    assigned = _cell_codes(df[cell_col])[0] >= 0
     report: dict[str, Any] = {
         "n_transcripts": int(len(df)),
         "cell_column": cell_col,
@@ -954,7 +1061,13 @@ def qc_report(
         "reference": None,
     }
     if schema.ASSIGNMENT in df.columns:
-        vc = df[schema.ASSIGNMENT].astype(str).value_counts()
+        kinds = df[schema.ASSIGNMENT]
+        if isinstance(kinds.dtype, pd.CategoricalDtype) and not kinds.isna().any():
+            vc = kinds.value_counts()  # from the codes; the same counts as below for the kinds present
+            vc = vc[vc > 0]
+            vc.index = vc.index.astype(str)
+        else:
+            vc = kinds.astype(str).value_counts()
         counts = {k: int(vc.get(k, 0)) for k in schema.ASSIGNMENT_KINDS}
         for k, v in vc.items():  # keep unexpected kinds visible
             if k not in counts:
@@ -963,7 +1076,7 @@ def qc_report(
 
     if reference_column is None or reference_column not in df.columns:
         return report
-    if not (factorize_cells(df[reference_column])[0] >= 0).any():
+    if not (_cell_codes(df[reference_column])[0] >= 0).any():
         return report
 
     has_nuclear = schema.NUCLEAR in df.columns

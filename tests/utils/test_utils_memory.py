@@ -1,15 +1,15 @@
-"""``segger.scale.tiled.release_memory``: freed pages go back to the OS between the out-of-core passes."""
+"""``segger.utils.memory.release_memory``: freed pages go back to the OS between the out-of-core passes."""
 
 from __future__ import annotations
 
 
 def test_release_memory_hands_arrow_pages_back():
-    """``segger.scale.tiled.release_memory`` (between the out-of-core passes, after each tile): Arrow's
+    """``segger.utils.memory.release_memory`` (between the out-of-core passes, after each tile): Arrow's
     pool keeps freed pages; after the call the process's RSS is back near where it was."""
     import psutil
     import pyarrow as pa
 
-    from segger.scale.tiled import release_memory
+    from segger.utils.memory import release_memory
 
     proc = psutil.Process()
     release_memory()
