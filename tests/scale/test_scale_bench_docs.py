@@ -17,12 +17,16 @@ EX_JSON = ROOT / "benchmarks" / "results" / "extrapolation-200m.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 
 
-@pytest.fixture(scope="module")
-def run():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+def _load(name: str, file: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / file)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def run():
+    return _load("bench_run", "run.py")
 
 
 def _block(text: str, begin: str, end: str) -> str:
@@ -64,3 +68,41 @@ def test_extrapolation_is_linear_from_the_two_largest_sizes(run):
     assert q["linear"] == pytest.approx(25.0 + (25.0 - 9.0) / 200 * 1700)
     assert q["power"]["k"] == pytest.approx(0.944, abs=0.01)
     assert ex["quantities"]["peak_rss_gb"]["linear"] == pytest.approx(2.0)
+
+
+CELLS_JSON = ROOT / "benchmarks" / "results" / "cell_outputs.json"
+
+
+@pytest.fixture(scope="module")
+def cells_bench():
+    return _load("bench_cell_outputs", "cell_outputs.py")
+
+
+def test_cell_outputs_section_is_generated_from_the_json(cells_bench):
+    """docs/benchmarks.md's cell-output memory table is what ``benchmarks/cell_outputs.py`` renders
+    from the committed JSON (so its figures and met / missed marks come from the measurement)."""
+    report = json.loads(CELLS_JSON.read_text())
+    want = cells_bench.section(report, CELLS_JSON.name)
+    assert _block(DOC.read_text(), cells_bench.BEGIN, cells_bench.END) == (
+        cells_bench.BEGIN + "\n\n" + want.strip() + "\n\n" + cells_bench.END)
+    for size, r in report["sizes"].items():
+        mark = "met" if r["peak_rss_gb"] <= cells_bench.TARGET_GB else "**missed**"
+        assert f"| {size} | {r['n_cells']:,} |" in want and want.split(f"| {size} |", 1)[1].split("\n", 1)[0].rstrip().endswith(f"{mark} |")
+
+
+def test_repeated_result_has_unique_ids_per_copy(cells_bench, tmp_path):
+    """The benchmark's larger inputs repeat a result side by side: every transcript and every cell of
+    a copy gets its own id (else cells of different copies would merge into one)."""
+    import pandas as pd
+
+    src = tmp_path / "r.parquet"
+    pd.DataFrame({"source_row": [0, 1, 2], "transcript_id": [10, 11, 12], "cell_id": [5, -1, 5],
+                  "x_location": [0.0, 1.0, 2.0], "y_location": [0.0, 1.0, 2.0],
+                  "segger_cell_id": ["5", "UNASSIGNED", "5"]}).to_parquet(src)
+    out = cells_bench.repeated_result(src, 7, tmp_path / "big.parquet")
+    df = pd.read_parquet(out)
+    assert len(df) == 9 and df["transcript_id"].is_unique and df["source_row"].is_unique
+    cells = df.loc[df["segger_cell_id"] != "UNASSIGNED", "segger_cell_id"]
+    assert cells.nunique() == 3 and (df["segger_cell_id"] == "UNASSIGNED").sum() == 3
+    assert df.loc[df["cell_id"] >= 0, "cell_id"].nunique() == 3
+    assert df.groupby("segger_cell_id")["x_location"].nunique().max() <= 2  # one copy's cell stays in place

@@ -76,13 +76,17 @@ class _Labels:
         return lut[np.asarray(codes, dtype=np.int64)]
 
     def sorted(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes into the sorted labels, sorted labels)`` — the order ``factorize_cells`` gives."""
+        """``(codes into the sorted labels, sorted labels)`` — the order ``factorize_cells`` gives;
+        ``codes`` is rewritten in place, a chunk at a time."""
         labels = np.asarray(self.values, dtype=str)
         order = np.argsort(labels, kind="stable")
         rank = np.empty(len(labels) + 1, dtype=np.int32)
         rank[order] = np.arange(len(labels), dtype=np.int32)
         rank[-1] = -1
-        return rank[codes], labels[order]
+        step = 1 << 20
+        for i in range(0, codes.size, step):
+            codes[i:i + step] = rank[codes[i:i + step]]
+        return codes, labels[order]
 
 
 @dataclass
@@ -142,9 +146,15 @@ def scan_transcripts_output(path: str | os.PathLike, scratch: str | os.PathLike,
     """Step 1 of the module docstring: one pass over ``path``; ``x, y`` spill into ``scratch``."""
     from segger.export.writers import iter_transcripts_output
 
+    import pyarrow.parquet as pq
+
     path = Path(path)
     cells, refs, genes, kinds = _Labels(True), _Labels(True), _Labels(False), _Labels(False)
-    cols: dict[str, list[np.ndarray]] = {"cell": [], "ref": [], "gene": [], "score": [], "assignment": [], "nuclear": []}
+    total = pq.ParquetFile(path).metadata.num_rows
+    # the columns are filled in place, a row group at a time (no list of batches to concatenate)
+    cols = {"cell": np.empty(total, np.int32), "ref": np.empty(total, np.int32), "gene": np.empty(total, np.int32),
+            "score": np.empty(total, np.float32), "assignment": np.empty(total, np.int8),
+            "nuclear": np.empty(total, np.int8)}
     rg_rows, rg_box = [0], []
     n = np.zeros(0, np.int64)
     sx, sy = np.zeros(0), np.zeros(0)
@@ -163,19 +173,20 @@ def scan_transcripts_output(path: str | os.PathLike, scratch: str | os.PathLike,
                        "nuclear": schema.NUCLEAR in df.columns}
             xy = np.column_stack([df[schema.X].to_numpy(dtype=np.float64), df[schema.Y].to_numpy(dtype=np.float64)])
             xy.tofile(out)
+            lo, hi = rg_rows[-1], rg_rows[-1] + len(df)
             c = cells.encode(df[schema.SEGGER_CELL_ID])
-            cols["cell"].append(c)
-            cols["gene"].append(genes.encode(df[schema.GENE]))
+            cols["cell"][lo:hi] = c
+            cols["gene"][lo:hi] = genes.encode(df[schema.GENE])
             if has["ref"]:
                 ref_any = ref_any or bool(df[reference_column].notna().any())
-                cols["ref"].append(refs.encode(df[reference_column]))
+                cols["ref"][lo:hi] = refs.encode(df[reference_column])
             if has["score"]:
-                cols["score"].append(pd.to_numeric(df[schema.SCORE], errors="coerce").to_numpy(dtype=np.float32))
+                cols["score"][lo:hi] = pd.to_numeric(df[schema.SCORE], errors="coerce").to_numpy(dtype=np.float32)
             if has["assignment"]:
-                cols["assignment"].append(kinds.encode(df[schema.ASSIGNMENT]))
+                cols["assignment"][lo:hi] = kinds.encode(df[schema.ASSIGNMENT])
             if has["nuclear"]:
-                cols["nuclear"].append(df[schema.NUCLEAR].to_numpy(dtype=bool).astype(np.int8))
-            rg_rows.append(rg_rows[-1] + len(df))
+                cols["nuclear"][lo:hi] = df[schema.NUCLEAR].to_numpy(dtype=bool)
+            rg_rows.append(hi)
             fin = np.isfinite(xy).all(axis=1)
             rg_box.append([*xy[fin].min(axis=0), *xy[fin].max(axis=0)] if fin.any() else [np.inf, np.inf, -np.inf, -np.inf])
             # per cell sums and boxes (cells first seen in this batch extend the arrays)
@@ -193,21 +204,26 @@ def scan_transcripts_output(path: str | os.PathLike, scratch: str | os.PathLike,
             np.minimum.at(box[:, 1], cc, xy[ok, 1])
             np.maximum.at(box[:, 2], cc, xy[ok, 0])
             np.maximum.at(box[:, 3], cc, xy[ok, 1])
-    cell, cell_labels = cells.sorted(np.concatenate(cols["cell"]) if cols["cell"] else np.zeros(0, np.int32))
+    if len(kinds.values) > 127:
+        raise SeggerInputError(f"{path}: column {schema.ASSIGNMENT!r} holds {len(kinds.values)} kinds; a segger "
+                               f"result holds {', '.join(schema.ASSIGNMENT_KINDS)}")
+    if rg_rows[-1] != total:
+        raise SeggerInputError(f"{path}: its row groups hold {rg_rows[-1]} rows, its footer says {total}")
+    cell, cell_labels = cells.sorted(cols["cell"])
     perm = np.argsort(np.asarray(cells.values, dtype=str), kind="stable")  # sorted code → first-seen code
-    gene, gene_labels = genes.sorted(np.concatenate(cols["gene"]) if cols["gene"] else np.zeros(0, np.int32))
+    gene, gene_labels = genes.sorted(cols["gene"])
     t = StreamedTable(path, rg_rows[-1], cell, cell_labels, gene, gene_labels, xy_file, np.asarray(rg_rows),
                       np.asarray(rg_box, dtype=float).reshape(-1, 4), n[perm],
                       np.column_stack([sx[perm], sy[perm]]) / np.maximum(n[perm], 1)[:, None], box[perm])
     if has["ref"]:
-        t.ref, t.refs = refs.sorted(np.concatenate(cols["ref"]))
+        t.ref, t.refs = refs.sorted(cols["ref"])
         t.ref_column, t.ref_any = reference_column, ref_any
     if has["score"]:
-        t.score = np.concatenate(cols["score"])
+        t.score = cols["score"]
     if has["assignment"]:
-        t.assignment, t.assignments = kinds.sorted(np.concatenate(cols["assignment"]))
+        t.assignment, t.assignments = kinds.sorted(cols["assignment"])
     if has["nuclear"]:
-        t.nuclear = np.concatenate(cols["nuclear"])
+        t.nuclear = cols["nuclear"]
     return t
 
 
