@@ -139,7 +139,7 @@ def section(report: dict, json_name: str) -> str:
     lines = [
         f"## Whole-slide cell outputs: peak memory by phase ({report.get('date', '?')})",
         "",
-        f"`python benchmarks/{report['command']}` (commit {report.get('commit', '?')}).",
+        f"`python benchmarks/{report['command']}`; code: {report.get('commit', '?')}.",
         "",
         "Peak memory of the cell-output step alone (`segger.workflows.write_cell_outputs` on an out-of-core "
         "result: outlines, cells × genes and QC window by window), each size in a fresh process. The 1 M "

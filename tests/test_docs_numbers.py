@@ -21,6 +21,7 @@ REGION = "benchmarks/results/napari_region.json"
 XVFB = "benchmarks/results/napari_layers_xvfb.json"
 SCALE_MD = "docs/scale.md"
 CORR = "benchmarks/results/corrections.json"
+CELLS = "benchmarks/results/cell_outputs.json"
 
 
 def _get(data, path: str):
@@ -153,6 +154,11 @@ CLAIMS = [
       ("summary/warm_total_s", s2), ("target/total_s", flat), ("summary/warm_met", met)]),
     (BENCH, "the whole-file index instead | {} | – |", REGION, [("baseline/whole_file_outline_index_s", s2)]),
     (BENCH, "Reading the outlines of the region costs {} s", REGION, [("median/read_outlines_s", s2)]),
+    # the whole-slide cell-output step alone (benchmarks/cell_outputs.py; its table is generated, these by hand)
+    (SCALE_MD, "[benchmarks](benchmarks.md)): {} / {} / {} GB at 1 / 10 / 30 M, under the 4 GB target", CELLS,
+     [("sizes/1m/peak_rss_gb", s2), ("sizes/10m/peak_rss_gb", s2), ("sizes/30m/peak_rss_gb", s2)]),
+    (SCALE_MD, "slowly: {} GB peak at 30 M measured", CELLS, [("sizes/30m/peak_rss_gb", s2)]),
+    (BENCH, "the step peaks at {} GB at 30 M", CELLS, [("sizes/30m/peak_rss_gb", s2)]),
     (SCALE_MD, "{} outlines in\n{} row groups), a 1 × 1 mm box at the slide's centre ({} transcripts,\n{} outlines; "
                "{} of {} transcript and {} of {} outline row groups read)", REGION,
      [("data/n_outlines", count), ("data/boundaries_row_groups", flat), ("summary/n_transcripts", count),

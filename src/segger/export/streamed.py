@@ -18,11 +18,14 @@
 3. **QC** (:func:`segger.validation.qc_report`) runs on the compact codes of step 1 as categorical
    columns: the same function, the same numbers.
 
-Memory: the per-transcript codes (18 B a transcript: 0.54 GB at 30 M), one row group, and the windows
-in flight (one per worker thread, each about ``rows_per_window`` transcripts with their shapely
-points), plus QC's work on the whole slide's codes; the slide's table is never read whole. Measured
-peak of the step (benchmarks/run.py --segment): 2.7 / 4.3 / 9.2 GB at 1 / 10 / 30 M — it still grows
-with the slide (QC and the pass's concatenation are the suspects; not yet profiled).
+Memory: the per-transcript codes (18 B a transcript: 0.54 GB at 30 M, filled in place), one row
+group, QC's work on those codes (chunked counting in :mod:`segger.validation.metrics`), then the
+windows in flight (one per worker thread, each about ``rows_per_window`` transcripts with their
+shapely points); freed pages go back to the OS after the scan, QC and each window
+(:func:`segger.utils.memory.release_memory`), since the windows' threads would not reuse the main
+thread's heap. The slide's table is never read whole. Measured peak of the step alone
+(``benchmarks/cell_outputs.py``): 1.75 / 2.43 / 2.99 GB at 1 / 10 / 30 M; what still grows is the
+codes and QC's work on them.
 The outputs are the files of an in-memory run, byte for byte in their layout.
 """
 
