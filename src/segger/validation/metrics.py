@@ -78,11 +78,17 @@ def factorize_cells(values: Any) -> tuple[np.ndarray, np.ndarray]:
     as ``str`` (``labels[codes[i]]`` is the id of row ``i``). Integer-valued float ids
     (``43516.0``, from an int column with NaN) become ``"43516"``. Ids that are equal as
     strings (``1`` and ``"1"``) are one cell. Cost: one :func:`pandas.factorize` plus work on
-    the unique ids only.
+    the unique ids only (a categorical's codes are used directly: no hashing).
     """
+    return _cell_codes(values, np.int64)
+
+
+def _cell_codes(values: Any, dtype=np.int32) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`factorize_cells`, with ``dtype`` codes when ``values`` is a categorical (int32 inside
+    this module: half the memory of a row-long array); other columns get int64 codes."""
     s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object))
     if isinstance(s.dtype, pd.CategoricalDtype) and np.asarray(s.cat.categories).dtype.kind != "f":
-        return _factorize_categorical(s)
+        return _factorize_categorical(s, dtype)
     codes, uniques = pd.factorize(s, sort=False, use_na_sentinel=True)
     uniq = np.asarray(uniques)
     if uniq.dtype.kind == "f":
@@ -102,50 +108,43 @@ def factorize_cells(values: Any) -> tuple[np.ndarray, np.ndarray]:
 _CHUNK = 1 << 18
 
 
-def _factorize_categorical(s: pd.Series, dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`factorize_cells` of a categorical (non-float categories) from its codes: the same
-    result, with one array of the rows allocated (no hashing, temporaries one chunk long)."""
+def _remap_categorical(s: pd.Series, keep_label, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A categorical's codes remapped onto the categories that occur in it and pass ``keep_label``
+    (a bool mask over the categories), in category order; ``(codes as dtype, -1 elsewhere; kept
+    category indices)``. Temporaries are one chunk of rows long."""
     raw = s.cat.codes.to_numpy()  # narrow ints, -1 = missing
-    labels = np.asarray(s.cat.categories).astype(str)
-    seen = np.zeros(len(labels) + 1, dtype=bool)  # last slot: -1
+    seen = np.zeros(len(s.cat.categories) + 1, dtype=bool)  # last slot: -1
     for i in range(0, raw.size, _CHUNK):
         seen[raw[i:i + _CHUNK]] = True
-    keep = np.flatnonzero(seen[:-1] & ~np.isin(labels, list(UNASSIGNED_VALUES)))
-    out_labels, inv = np.unique(labels[keep], return_inverse=True)
-    lut = np.full(len(labels) + 1, -1, dtype=np.int64)
-    lut[keep] = inv.reshape(-1)
+    keep = np.flatnonzero(seen[:-1] & keep_label)
+    lut = np.full(len(seen), -1, dtype=np.int64)
+    lut[keep] = np.arange(keep.size)
     out = np.empty(raw.size, dtype=dtype)
     for i in range(0, raw.size, _CHUNK):
         out[i:i + _CHUNK] = lut[raw[i:i + _CHUNK]]
-    return out, out_labels.astype(str)
+    return out, keep
 
 
-def _cell_codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`factorize_cells` for use inside this module: int32 codes when ``values`` is a
-    categorical with fewer than 2**31 categories (half the memory), else the same int64."""
-    if (isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype)
-            and np.asarray(values.cat.categories).dtype.kind != "f" and len(values.cat.categories) < 2**31 - 1):
-        return _factorize_categorical(values, np.int32)
-    return factorize_cells(values)
+def _factorize_categorical(s: pd.Series, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`factorize_cells` of a categorical (non-float categories) from its codes: the same
+    result, with one array of the rows allocated."""
+    labels = np.asarray(s.cat.categories).astype(str)
+    codes, keep = _remap_categorical(s, ~np.isin(labels, list(UNASSIGNED_VALUES)), dtype)
+    out_labels, inv = np.unique(labels[keep], return_inverse=True)
+    if not np.array_equal(inv.reshape(-1), np.arange(keep.size)):  # categories not in str order (or equal as str)
+        lut = np.append(inv.reshape(-1), -1).astype(dtype)  # last slot: -1 stays -1
+        for i in range(0, codes.size, _CHUNK):
+            codes[i:i + _CHUNK] = lut[codes[i:i + _CHUNK]]
+    return codes, out_labels.astype(str)
 
 
 def _gene_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``pd.factorize(values, sort=True, use_na_sentinel=True)``; a categorical's narrow codes
-    remapped to its present categories (in category order, as pandas sorts a categorical)
-    without an int64 array of the rows."""
+    """``pd.factorize(values, sort=True, use_na_sentinel=True)``; for a categorical its codes
+    remapped to the categories present (in category order, as pandas sorts a categorical) as int32."""
     if not isinstance(values.dtype, pd.CategoricalDtype):
         return pd.factorize(values, sort=True, use_na_sentinel=True)
-    raw = values.cat.codes.to_numpy()
-    seen = np.zeros(len(values.cat.categories) + 1, dtype=bool)
-    for i in range(0, raw.size, _CHUNK):
-        seen[raw[i:i + _CHUNK]] = True
-    keep = np.flatnonzero(seen[:-1])
-    lut = np.full(len(seen), -1, dtype=np.int32)
-    lut[keep] = np.arange(keep.size, dtype=np.int32)
-    out = np.empty(raw.size, dtype=np.int32)
-    for i in range(0, raw.size, _CHUNK):
-        out[i:i + _CHUNK] = lut[raw[i:i + _CHUNK]]
-    return out, np.asarray(values.cat.categories)[keep]
+    codes, keep = _remap_categorical(values, np.ones(len(values.cat.categories), bool), np.int32)
+    return codes, np.asarray(values.cat.categories)[keep]
 
 
 def _pair_counts(a: np.ndarray, b: np.ndarray, n_b: int,
@@ -199,11 +198,13 @@ def fraction_assigned(df: pd.DataFrame, cell_col: str = schema.SEGGER_CELL_ID) -
     return float(np.mean(codes >= 0))
 
 
-def _counts_per_cell(codes: np.ndarray, n_cells: int) -> np.ndarray:
+def _counts_per_cell(codes: np.ndarray, n_cells: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Rows per cell code (codes ≥ 0, and ``mask`` when given), a chunk at a time."""
     n = np.zeros(n_cells, dtype=np.int64)
-    for i in range(0, codes.size, _CHUNK):  # a chunk at a time: no row-long temporaries
+    for i in range(0, codes.size, _CHUNK):
         c = codes[i:i + _CHUNK]
-        n += np.bincount(c[c >= 0], minlength=n_cells)
+        ok = c >= 0 if mask is None else (c >= 0) & mask[i:i + _CHUNK]
+        n += np.bincount(c[ok], minlength=n_cells)
     return n
 
 
@@ -782,14 +783,12 @@ def _cell_size_mask(df: pd.DataFrame, cell_col: str, min_transcripts: int, mask:
     if min_transcripts <= 1:
         return mask
     codes, labels = _cell_codes(df[cell_col])
-    keep = codes >= 0 if mask is None else (codes >= 0) & mask
-    n = np.zeros(len(labels), dtype=np.int64)
-    for i in range(0, codes.size, _CHUNK):
-        n += np.bincount(codes[i:i + _CHUNK][keep[i:i + _CHUNK]], minlength=len(labels))
+    n = _counts_per_cell(codes, len(labels), mask)
     big = np.zeros(len(codes), dtype=bool)
     for i in range(0, codes.size if len(labels) else 0, _CHUNK):
         c = codes[i:i + _CHUNK]
-        big[i:i + _CHUNK] = keep[i:i + _CHUNK] & (n[np.where(c >= 0, c, 0)] >= min_transcripts)
+        ok = c >= 0 if mask is None else (c >= 0) & mask[i:i + _CHUNK]
+        big[i:i + _CHUNK] = ok & (n[np.where(ok, c, 0)] >= min_transcripts)
     return big
 
 
