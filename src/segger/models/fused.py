@@ -112,23 +112,62 @@ def dense_neighbours(edge_index: Tensor, n_dst: int) -> tuple[Tensor, Tensor] | 
     return nbr, nbr >= 0
 
 
-def _dense_gat(conv, x: Tensor, nbr: Tensor, invalid: Tensor, chunk: int) -> Tensor:
-    """GATv2 tx ← tx layer on the dense neighbour table, in node chunks (see the module docstring)."""
+class Workspace:
+    """Node-long buffers reused by every layer of one forward pass (``ws.take(name, rows, cols)``).
+
+    On a CPU a fresh ``(n, heads × channels)`` tensor per step is a fresh mapping from the OS, and
+    filling its pages costs about as much as the layer's arithmetic; reusing a few buffers keeps
+    the pages. :func:`forward` does without it under autocast, whose ops take no ``out=``.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", enabled: bool = True):
+        self.dtype, self.device, self.enabled = dtype, torch.device(device), enabled
+        self._bufs: dict[str, Tensor] = {}
+
+    def take(self, name: str, rows: int, cols: int) -> Tensor | None:
+        if not self.enabled:
+            return None
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < rows * cols:
+            buf = self._bufs[name] = torch.empty(rows * cols, dtype=self.dtype, device=self.device)
+        return buf[:rows * cols].view(rows, cols)
+
+
+def _linear(lin, x: Tensor, out: Tensor | None) -> Tensor:
+    """``lin(x)``, written into ``out`` when given (same kernel: ``addmm`` / ``mm``)."""
+    if out is None:
+        return lin(x)
+    w, b = lin.weight, getattr(lin, "bias", None)
+    return torch.mm(x, w.t(), out=out) if b is None else torch.addmm(b, x, w.t(), out=out)
+
+
+def _dense_gat(conv, x: Tensor, nbr: Tensor, invalid: Tensor, chunk: int, ws: Workspace | None = None,
+               out_name: str | None = None) -> Tensor:
+    """GATv2 tx ← tx layer on the dense neighbour table, in node chunks (see the module docstring).
+
+    With a :class:`Workspace` the projections and work buffers are its buffers, and so is the
+    output when ``out_name`` names one (consecutive layers alternate two)."""
     H, C = conv.heads, conv.out_channels
     HC = H * C
-    xl = conv.lin_l(x).contiguous()
-    xr = conv.lin_r(x)
     n, d = nbr.shape
+    ws = ws if ws is not None and ws.enabled and x.dtype == ws.dtype else None
+    xl = _linear(conv.lin_l, x, ws.take("xl", n, HC) if ws else None).contiguous()
+    xr = _linear(conv.lin_r, x, ws.take("xr", n, HC) if ws else None)
     att = conv.att.detach().reshape(1, 1, H, C).to(xl.dtype)
-    out = torch.empty((n, HC), dtype=xl.dtype, device=xl.device)
+    out = ws.take(out_name, n, HC) if ws and out_name else torch.empty((n, HC), dtype=xl.dtype, device=xl.device)
     slope = float(conv.negative_slope)
     floor = torch.finfo(xl.dtype).min
     nb_all = nbr.clamp_min(0)
+    # two chunk-sized work buffers, reused by every chunk: fresh per-chunk tensors would be
+    # allocated and returned to the OS each time (page faults cost as much as the arithmetic)
+    rows = min(chunk, n)
+    g_buf = torch.empty((rows * d, HC), dtype=xl.dtype, device=xl.device)
+    t_buf = torch.empty((rows, d, HC), dtype=xl.dtype, device=xl.device)
     for s in range(0, n, chunk):
         e = min(s + chunk, n)
         c = e - s
-        g = xl.index_select(0, nb_all[s:e].reshape(-1)).view(c, d, HC)
-        t = torch.add(g, xr[s:e].unsqueeze(1))
+        g = torch.index_select(xl, 0, nb_all[s:e].reshape(-1), out=g_buf[:c * d]).view(c, d, HC)
+        t = torch.add(g, xr[s:e].unsqueeze(1), out=t_buf[:c])
         F.leaky_relu(t, slope, inplace=True)
         a = t.view(c, d, H, C).mul_(att).sum(-1)  # per-head <att, t>: in place, no GEMM with 3 columns
         a.masked_fill_(invalid[s:e].unsqueeze(-1), float("-inf"))
@@ -146,24 +185,29 @@ def _dense_gat(conv, x: Tensor, nbr: Tensor, invalid: Tensor, chunk: int) -> Ten
     return out
 
 
-def _segment_gat(conv, x_src: Tensor, x_dst: Tensor, edge_index: Tensor) -> Tensor:
-    """GATv2 layer with a scatter softmax (bd ← tx: few edges, unbounded in-degree)."""
+def _segment_gat(conv, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, ws: Workspace | None = None) -> Tensor:
+    """GATv2 layer with a scatter softmax (bd ← tx: few edges, unbounded in-degree); the edge-long
+    tensors go into the :class:`Workspace` buffers when one is given."""
     H, C = conv.heads, conv.out_channels
     n_dst = x_dst.shape[0]
     src, dst = edge_index[0], edge_index[1]
     xr_all = conv.lin_r(x_dst)
     out = torch.zeros((n_dst, H, C), dtype=xr_all.dtype, device=x_dst.device)
     if src.numel():
-        xl = conv.lin_l(x_src.index_select(0, src)).view(-1, H, C)  # only the edges' sources
-        t = xl + xr_all.view(n_dst, H, C).index_select(0, dst)
+        n_e = src.numel()
+        ws = ws if ws is not None and ws.enabled and x_src.dtype == ws.dtype == xr_all.dtype else None
+        x_e = torch.index_select(x_src, 0, src, out=ws.take("seg_x", n_e, x_src.shape[1]) if ws else None)
+        xl = _linear(conv.lin_l, x_e, ws.take("seg_xl", n_e, H * C) if ws else None).view(-1, H, C)  # the edges' sources
+        t = torch.index_select(xr_all, 0, dst, out=ws.take("seg_t", n_e, H * C) if ws else None).view(-1, H, C)
+        t.add_(xl)
         F.leaky_relu(t, float(conv.negative_slope), inplace=True)
-        a = (t * conv.att.to(t.dtype)).sum(-1)  # (E, H)
+        a = t.mul_(conv.att.to(t.dtype)).sum(-1)  # (E, H)
         amax = torch.full((n_dst, H), float("-inf"), dtype=a.dtype, device=a.device)
         amax = amax.scatter_reduce(0, dst.view(-1, 1).expand_as(a), a, reduce="amax", include_self=True)
         w = (a - amax.index_select(0, dst)).exp()
         den = torch.zeros((n_dst, H), dtype=w.dtype, device=w.device).index_add_(0, dst, w)
         w = w / (den.index_select(0, dst) + 1e-16)
-        out.index_add_(0, dst, xl * w.unsqueeze(-1))
+        out.index_add_(0, dst, xl.mul_(w.unsqueeze(-1)))
     out = out.view(n_dst, H * C)
     if conv.bias is not None:
         out = out + conv.bias.to(out.dtype)
@@ -183,9 +227,14 @@ def _check_tokens(enc, tokens: Tensor) -> None:
 
 
 @torch.no_grad()
-def forward(model, x_dict: dict, edge_index_dict: dict, chunk: int | None = None) -> dict[str, Tensor] | None:
+def forward(model, x_dict: dict, edge_index_dict: dict, chunk: int | None = None,
+            workspace: Workspace | None = None) -> dict[str, Tensor] | None:
     """``{'tx': z_tx, 'bd': z_bd}`` like ``model(x_dict, edge_index_dict)`` in eval mode, or None
-    when the model or the graph does not fit this path (the caller then runs the model)."""
+    when the model or the graph does not fit this path (the caller then runs the model).
+
+    ``workspace``: buffers to reuse (a caller embedding tile after tile passes one
+    :class:`Workspace` to every call); by default a fresh one per call. The returned tensors never
+    live in it."""
     if not supported(model):
         return None
     gnn = _gnn(model)
@@ -205,21 +254,27 @@ def forward(model, x_dict: dict, edge_index_dict: dict, chunk: int | None = None
     lin0 = enc.bd.lin0
     h_bd = lin0(torch.nan_to_num(feats, nan=0.0).to(lin0.weight.dtype)).relu()
     layers = _layers(gnn)
+    ws = workspace if workspace is not None else Workspace(h_tx.dtype, h_tx.device)
+    if torch.is_autocast_enabled(h_tx.device.type):
+        ws = None
     for i, (convs, skip) in enumerate(layers):
-        new_tx = _dense_gat(getattr(convs, _TT), h_tx, nbr, invalid, chunk)
-        new_bd = _segment_gat(getattr(convs, _TB), h_tx, h_bd, tb)
+        # outputs alternate two buffers (a layer reads the previous layer's output); the last
+        # layer's is a new tensor, so the result outlives the workspace's next use
+        last = i == len(layers) - 1
+        new_tx = _dense_gat(getattr(convs, _TT), h_tx, nbr, invalid, chunk, ws, None if last else f"h{i % 2}")
+        new_bd = _segment_gat(getattr(convs, _TB), h_tx, h_bd, tb, ws)
         if skip is not None:
-            new_tx = new_tx + skip.tx(h_tx)
+            new_tx += skip.tx(h_tx)
             new_bd = new_bd + skip.bd(h_bd)
         if i < len(layers) - 1:
-            new_tx, new_bd = new_tx.relu(), new_bd.relu()
+            new_tx, new_bd = new_tx.relu_(), new_bd.relu()
         h_tx, h_bd = new_tx, new_bd
     return {"tx": h_tx, "bd": h_bd}
 
 
 @torch.no_grad()
-def infer(model, x_dict: dict, edge_index_dict: dict) -> dict[str, Tensor]:
+def infer(model, x_dict: dict, edge_index_dict: dict, workspace: Workspace | None = None) -> dict[str, Tensor]:
     """``model(x_dict, edge_index_dict)`` in eval mode through the fused path where
     :func:`supported` (and the graph's in-degree) allow it, else through the model itself."""
-    z = forward(model, x_dict, edge_index_dict)
+    z = forward(model, x_dict, edge_index_dict, workspace=workspace)
     return z if z is not None else model(x_dict, edge_index_dict)

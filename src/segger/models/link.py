@@ -146,18 +146,19 @@ class SeggerLinkModel(nn.Module):
             nn.init.normal_(self.gene.weight, std=0.1)
 
     @torch.no_grad()
-    def infer(self, x_dict: dict, edge_index_dict: dict) -> dict:
+    def infer(self, x_dict: dict, edge_index_dict: dict, workspace=None) -> dict:
         """Node embeddings for inference (eval mode, no gradients): the fused dense-GAT path of
         :mod:`segger.models.fused` when this configuration allows it (standard layout, bounded tx
         in-degree, no attention capture), else the plain forward — same values up to float rounding.
         The gene side of the expression term is added as in :meth:`forward`.
 
         Shapes: ``x_dict["tx"]`` (n_tx,) int64 tokens, ``x_dict["bd"]`` (n_bd, 4); returns
-        ``{"tx": (n_tx, d), "bd": (n_bd, d)}``."""
+        ``{"tx": (n_tx, d), "bd": (n_bd, d)}``. ``workspace``: a :class:`segger.models.fused.Workspace`
+        to reuse across calls (tile after tile)."""
         from segger.models.fused import infer
 
         self.eval()
-        z = infer(self.gnn, x_dict, edge_index_dict)
+        z = infer(self.gnn, x_dict, edge_index_dict, workspace=workspace)
         return self.add_gene(dict(z), x_dict["tx"])
 
     @property

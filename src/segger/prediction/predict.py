@@ -357,8 +357,10 @@ class AssignCodes:
 
 
 @torch.no_grad()
-def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool = False) -> dict[str, torch.Tensor]:
-    """Node embeddings of a (sub-)graph with the model in eval mode."""
+def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool = False,
+          workspace=None) -> dict[str, torch.Tensor]:
+    """Node embeddings of a (sub-)graph with the model in eval mode (``workspace``: buffers of the
+    fused path reused across calls, :class:`segger.models.fused.Workspace`)."""
     model.eval()
     x_dict = {"tx": data["tx"].x.to(device), "bd": data["bd"].x.to(device)}
     ei = {TX_BD: data[TX_BD].edge_index.to(device), TX_TX: data[TX_TX].edge_index.to(device)}
@@ -369,11 +371,11 @@ def embed(model: torch.nn.Module, data, device: torch.device, drop_belongs: bool
         # the model's inference forward: the fused path (same maths as the PyG forward in cache-sized
         # blocks, ~10× faster on a CPU) where its configuration allows, else the model itself
         if hasattr(model, "infer"):
-            z = model.infer(x_dict, ei)
+            z = model.infer(x_dict, ei, workspace=workspace)
         else:
             from segger.models.fused import infer
 
-            z = infer(model, x_dict, ei)
+            z = infer(model, x_dict, ei, workspace=workspace)
     return {k: v.float() for k, v in z.items()}
 
 
@@ -441,12 +443,14 @@ class RegionScores:
     sim: np.ndarray  # (N,) cosine similarity of the GNN embeddings
 
 
-def score_region(model: torch.nn.Module, sub, device: torch.device, core: np.ndarray | None = None) -> RegionScores:
+def score_region(model: torch.nn.Module, sub, device: torch.device, core: np.ndarray | None = None,
+                 workspace=None) -> RegionScores:
     """Embed a (sub-)graph once and score its core transcripts' candidate links and tx–tx edges.
 
-    The one scorer of prediction, tiled prediction and re-prediction after fine-tuning.
+    The one scorer of prediction, tiled prediction and re-prediction after fine-tuning
+    (``workspace``: see :func:`embed`; one per tile loop).
     """
-    z = embed(model, sub, device)
+    z = embed(model, sub, device, workspace=workspace)
     head = getattr(model, "head", None)
     c = sub[TX_CAND].edge_index.numpy()
     e = sub[TX_TX].edge_index.numpy()
@@ -496,10 +500,13 @@ def _iter_predict(model, bundle: GraphBundle, config: PredictConfig, device: tor
         parts.append((r.cand[0], r.cand[1], r.score, r.d_abs, r.choice, r.nn[0], r.nn[1], r.sim))
         yield Progress("predict", 1, 1, "scored")
     else:
+        from segger.models.fused import Workspace
+
         tiles = make_tiles(bundle, tile_size_for(bundle, config.tile_tx), config.tile_margin)
+        ws = Workspace(device=device)  # one set of buffers for every tile
         for i, tile in enumerate(tiles):
             sub = subgraph(data, tile.tx_idx, tile.bd_idx)
-            r = score_region(model, sub, device, tile.core_mask)
+            r = score_region(model, sub, device, tile.core_mask, workspace=ws)
             gt, gb = tile.tx_idx, tile.bd_idx
             parts.append((gt[r.cand[0]], gb[r.cand[1]], r.score, r.d_abs, r.choice, gt[r.nn[0]], gt[r.nn[1]], r.sim))
             yield Progress("predict", i + 1, len(tiles), f"tile {i + 1}/{len(tiles)}")
